@@ -1,0 +1,284 @@
+//! The hub: the one engine, the sockets bound to its connections, and the
+//! timer driver.
+//!
+//! Lock order: `Hub::inner` is the only lock, a std `Mutex` that is never held
+//! across an `.await`. Effects are delivered while it is held, so frames reach
+//! every outbox in the engine's order (a subscriber never sees `seq` out of
+//! order); delivery is a non-blocking queue push.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use presenced_engine::{ConnId, Effect, Effects, Engine, Frame, PresenceEvent};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+/// Unix time in milliseconds: the engine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a connection task is asked to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Frame),
+    Close(u16, &'static str),
+}
+
+/// A connection's bounded outbox. Broadcast frames are dropped (and the
+/// connection marked lagged, to be resynced) when it is full; replies to the
+/// connection's own requests always go in, and the connection task stops
+/// reading requests while the outbox is over its limit, which bounds them.
+#[derive(Debug)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    queued: AtomicUsize,
+    lagged: AtomicBool,
+    limit: usize,
+    /// Wakes a reader waiting for the outbox to drain.
+    pub drained: Notify,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> (Arc<Outbox>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Outbox {
+            tx,
+            queued: AtomicUsize::new(0),
+            lagged: AtomicBool::new(false),
+            limit,
+            drained: Notify::new(),
+        });
+        (outbox, rx)
+    }
+
+    fn push(&self, item: Outgoing) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(item).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn reply(&self, frame: Frame) {
+        self.push(Outgoing::Frame(frame));
+    }
+
+    /// Returns false when the frame was dropped because the client lags.
+    pub fn broadcast(&self, frame: Frame) -> bool {
+        if self.lagged.load(Ordering::Relaxed) || self.queued.load(Ordering::Relaxed) >= self.limit
+        {
+            self.lagged.store(true, Ordering::Relaxed);
+            return false;
+        }
+        self.push(Outgoing::Frame(frame));
+        true
+    }
+
+    pub fn close(&self, code: u16, reason: &'static str) {
+        self.push(Outgoing::Close(code, reason));
+    }
+
+    /// Called by the connection task for every item it took off the queue.
+    pub fn taken(&self) {
+        let left = self.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+        if left < self.limit / 2 {
+            self.drained.notify_one();
+        }
+    }
+
+    pub fn over_limit(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= self.limit
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0
+    }
+
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    pub fn clear_lagged(&self) {
+        self.lagged.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A fresh unguessable token (128 random bits, base64url): session ids.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A socket bound to an engine connection. `socket_id` tells sockets apart
+/// when a resume binds a new socket to an existing connection.
+#[derive(Debug)]
+struct Bound {
+    socket_id: u64,
+    outbox: Arc<Outbox>,
+}
+
+#[derive(Debug)]
+pub struct HubInner {
+    pub engine: Engine,
+    sockets: HashMap<ConnId, Bound>,
+}
+
+/// Counters read by tests and, later, the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub dropped_broadcasts: AtomicU64,
+    pub resyncs: AtomicU64,
+}
+
+/// Shared state of the server.
+#[derive(Debug)]
+pub struct Hub {
+    inner: Mutex<HubInner>,
+    timer: Notify,
+    next_id: AtomicU64,
+    events: broadcast::Sender<PresenceEvent>,
+    pub counters: Counters,
+}
+
+impl Hub {
+    pub fn new(engine: Engine) -> Arc<Hub> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Hub {
+            inner: Mutex::new(HubInner {
+                engine,
+                sockets: HashMap::new(),
+            }),
+            timer: Notify::new(),
+            next_id: AtomicU64::new(1),
+            events,
+            counters: Counters::default(),
+        })
+    }
+
+    /// A fresh id for a connection or a socket.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Presence events (for webhooks and the journal).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<PresenceEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn lock(&self) -> HubGuard<'_> {
+        HubGuard {
+            hub: self,
+            // A panic while holding the lock leaves the engine as it was at
+            // the panic; serving on is better than failing every connection.
+            inner: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Runs the engine's timers until `shutdown` fires.
+    pub async fn drive_timers(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let deadline = self.lock().inner.engine.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => {
+                        let wait = at.saturating_sub(now_ms());
+                        tokio::time::sleep(Duration::from_millis(wait)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = self.timer.notified() => continue,
+                _ = shutdown.cancelled() => return,
+            }
+            let mut g = self.lock();
+            let mut fx = Effects::new();
+            g.inner.engine.tick(now_ms(), &mut fx);
+            g.dispatch(fx);
+        }
+    }
+}
+
+/// The hub's lock, with delivery of effects.
+pub struct HubGuard<'a> {
+    hub: &'a Hub,
+    pub inner: MutexGuard<'a, HubInner>,
+}
+
+impl HubGuard<'_> {
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.inner.engine
+    }
+
+    /// Binds a socket to a connection; returns the outbox of a socket it
+    /// replaced, if any.
+    pub fn bind(
+        &mut self,
+        conn: ConnId,
+        socket_id: u64,
+        outbox: Arc<Outbox>,
+    ) -> Option<Arc<Outbox>> {
+        self.inner
+            .sockets
+            .insert(conn, Bound { socket_id, outbox })
+            .map(|b| b.outbox)
+    }
+
+    /// Unbinds the socket if it is still the one bound to `conn`; returns
+    /// whether it was (and so whether the connection should be detached).
+    pub fn unbind(&mut self, conn: ConnId, socket_id: u64) -> bool {
+        match self.inner.sockets.get(&conn) {
+            Some(b) if b.socket_id == socket_id => {
+                self.inner.sockets.remove(&conn);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn outbox(&self, conn: ConnId) -> Option<&Arc<Outbox>> {
+        self.inner.sockets.get(&conn).map(|b| &b.outbox)
+    }
+
+    /// Delivers effects: frames into outboxes, closes, events.
+    pub fn dispatch(&mut self, fx: Effects) {
+        let counters = &self.hub.counters;
+        for effect in fx.items {
+            match effect {
+                Effect::Reply { conn, frame } => {
+                    if let Some(b) = self.inner.sockets.get(&conn) {
+                        b.outbox.reply(frame);
+                    }
+                }
+                Effect::Push { conn, frame } => {
+                    if let Some(b) = self.inner.sockets.get(&conn)
+                        && !b.outbox.broadcast(frame)
+                    {
+                        counters.dropped_broadcasts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Effect::Close { conn, code, reason } => {
+                    if let Some(b) = self.inner.sockets.remove(&conn) {
+                        b.outbox.close(code, reason);
+                    }
+                }
+                Effect::Event(event) => {
+                    tracing::debug!(?event, "presence");
+                    // No receiver is fine: webhooks may be off.
+                    let _ = self.hub.events.send(event);
+                }
+            }
+        }
+        if fx.deadline_moved {
+            self.hub.timer.notify_one();
+        }
+    }
+}

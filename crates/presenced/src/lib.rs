@@ -1,0 +1,11 @@
+//! presenced: a self-hosted real-time user presence server.
+//!
+//! `config` and `auth` turn settings and tokens into values, `hub` holds the
+//! one presence engine and the sockets bound to it, `ws` runs a WebSocket
+//! connection, `server` wires the routes and the shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod hub;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,134 @@
+//! The `presenced` command: `serve` runs the server, `token` mints a token for
+//! trying things out.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use presenced::auth::sign_hs256;
+use presenced::config::{GeneratedSecret, ServeArgs, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "presenced",
+    version,
+    about = "Self-hosted real-time user presence server."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print a token signed (HS256) with the server's JWT secret.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// User id (the token's `sub`)
+    #[arg(long)]
+    user: String,
+
+    /// Trusted member data, a JSON object (the token's `info`), e.g. '{"name":"Alice"}'
+    #[arg(long, value_name = "JSON")]
+    info: Option<String>,
+
+    /// Lifetime, e.g. 30m, 1h, 7days; 0 or none for a token that never expires
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    ttl: String,
+
+    // The same sources as `serve`, so the token is signed with the secret
+    // that server will check.
+    #[command(flatten, next_help_heading = "Server settings (to find the secret)")]
+    settings: ServeArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_tracing("info");
+            serve(args)
+        }
+        Command::Token(args) => {
+            // Quiet by default: stdout carries only the token.
+            init_tracing("warn");
+            token(args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, so it reads well in a terminal and in journald alike.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("presenced: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args)?;
+    for secret in &settings.generated {
+        println!("{}", generated_notice(secret));
+    }
+    if let Some(file) = &settings.config_file {
+        tracing::info!(config = %file.display(), "read the configuration file");
+    }
+    presenced::server::run(settings).await
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let info = args.info.as_deref().map(parse_info).transpose()?;
+    let ttl = parse_ttl(&args.ttl)?;
+    let (secret, generated) = Settings::load_signing_secret(args.settings)?;
+    if let Some(secret) = &generated {
+        // stderr: stdout is the token alone, for `TOKEN=$(presenced token ...)`.
+        eprintln!("{}", generated_notice(secret));
+    }
+    println!("{}", sign_hs256(&secret, &args.user, info, ttl)?);
+    Ok(())
+}
+
+fn generated_notice(secret: &GeneratedSecret) -> String {
+    format!(
+        "generated {} (kept in {}): {}",
+        secret.what,
+        secret.path.display(),
+        secret.value
+    )
+}
+
+fn parse_info(text: &str) -> anyhow::Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("--info is not valid JSON")?;
+    if !value.is_object() {
+        bail!("--info must be a JSON object, like '{{\"name\":\"Alice\"}}'");
+    }
+    Ok(value)
+}
+
+fn parse_ttl(text: &str) -> anyhow::Result<Option<Duration>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") || text == "0" {
+        return Ok(None);
+    }
+    let ttl = humantime::parse_duration(text)
+        .with_context(|| format!("--ttl \"{text}\" is not a duration like 30m, 1h or 7days"))?;
+    Ok((!ttl.is_zero()).then_some(ttl))
+}
