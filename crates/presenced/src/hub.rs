@@ -282,3 +282,45 @@ impl HubGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u32) -> Frame {
+        Frame::from_json(&n)
+    }
+
+    #[test]
+    fn full_outbox_drops_broadcasts_and_marks_lagged_but_keeps_replies() {
+        let (outbox, mut rx) = Outbox::new(2);
+        assert!(outbox.broadcast(frame(1)));
+        assert!(outbox.broadcast(frame(2)));
+        assert!(
+            !outbox.broadcast(frame(3)),
+            "third broadcast is over the limit"
+        );
+        assert!(outbox.is_lagged());
+        outbox.reply(frame(4));
+        assert!(outbox.over_limit());
+        let mut got = Vec::new();
+        while let Ok(Outgoing::Frame(f)) = rx.try_recv() {
+            outbox.taken();
+            got.push(f.as_str().to_owned());
+        }
+        assert_eq!(got, ["1", "2", "4"]);
+        assert!(outbox.is_empty());
+        // Still lagged until resynced: later broadcasts would leave a gap.
+        assert!(!outbox.broadcast(frame(5)));
+        outbox.clear_lagged();
+        assert!(outbox.broadcast(frame(6)));
+    }
+
+    #[test]
+    fn session_tokens_are_unguessable_and_distinct() {
+        let a = random_token();
+        let b = random_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 22);
+    }
+}

@@ -259,29 +259,33 @@ fn handle_text(
     };
     let mut fx = Effects::new();
     let mut new_exp = None;
-    let mut g = state.hub.lock();
-    match req.frame {
-        ClientFrame::Refresh { token } => match state.verifier.verify(&token) {
-            Ok(claims) => {
-                let exp = claims.exp;
-                if g.engine()
-                    .refresh(conn, req.id, claims_identity(claims), &mut fx)
-                    .is_ok()
-                {
-                    new_exp = Some(exp);
-                }
-            }
+    if let ClientFrame::Refresh { token } = req.frame {
+        // Verify before taking the lock: signature checks can be slow.
+        let claims = match state.verifier.verify(&token) {
+            Ok(claims) => claims,
             Err(e) => {
                 let e = RequestError::new(ErrorCode::Unauthorized, auth_message(&e));
                 outbox.reply(error_frame(req.id, &e));
+                return None;
             }
-        },
-        frame => {
-            let _ = g.engine().request(now_ms(), conn, req.id, frame, &mut fx);
+        };
+        let exp = claims.exp;
+        let mut g = state.hub.lock();
+        if g.engine()
+            .refresh(conn, req.id, claims_identity(claims), &mut fx)
+            .is_ok()
+        {
+            new_exp = Some(exp);
         }
+        g.dispatch(fx);
+        return new_exp;
     }
+    let mut g = state.hub.lock();
+    let _ = g
+        .engine()
+        .request(now_ms(), conn, req.id, req.frame, &mut fx);
     g.dispatch(fx);
-    new_exp
+    None
 }
 
 fn resync(state: &AppState, conn: ConnId, outbox: &Arc<Outbox>) {
