@@ -111,6 +111,13 @@ pub enum PresenceEvent {
         user: UserId,
         channel: ChannelName,
         at: u64,
+        data: Map<String, Value>,
+    },
+    /// Member data changed (journal only, not a webhook event).
+    MemberUpdated {
+        user: UserId,
+        channel: ChannelName,
+        data: Map<String, Value>,
     },
     MemberLeft {
         user: UserId,
@@ -1045,16 +1052,28 @@ impl Engine {
                 if let Some(d) = data
                     && d != m.data
                 {
+                    out.event(PresenceEvent::MemberUpdated {
+                        user: user.clone(),
+                        channel: name.clone(),
+                        data: d.clone(),
+                    });
                     let old = m.clone();
                     m.data = d;
                     ch.note(&user, Pending::Updated { old });
                 }
             }
             None => {
+                let data = data.unwrap_or(default_data);
+                out.event(PresenceEvent::MemberJoined {
+                    user: user.clone(),
+                    channel: name.clone(),
+                    at: now,
+                    data: data.clone(),
+                });
                 ch.members.insert(
                     user.clone(),
                     Member {
-                        data: data.unwrap_or(default_data),
+                        data,
                         conns: 1,
                         since: now,
                     },
@@ -1062,11 +1081,6 @@ impl Engine {
                 ch.connections += 1;
                 ch.note(&user, Pending::Joined);
                 occupancy_changed = true;
-                out.event(PresenceEvent::MemberJoined {
-                    user: user.clone(),
-                    channel: name.clone(),
-                    at: now,
-                });
             }
         }
         self.changed(now, &name, out);
@@ -1098,6 +1112,11 @@ impl Engine {
         let ch = self.channels.get_mut(name).expect("entered channel exists");
         let m = ch.members.get_mut(&user).expect("entered user is a member");
         if m.data != data {
+            out.event(PresenceEvent::MemberUpdated {
+                user: user.clone(),
+                channel: name.clone(),
+                data: data.clone(),
+            });
             let old = m.clone();
             m.data = data;
             ch.note(&user, Pending::Updated { old });
@@ -1496,10 +1515,241 @@ impl Engine {
         self.conns.contains_key(&conn)
     }
 
-    /// Channel names this connection subscribes to, for diagnostics.
+    /// Whether the connection is a guest's (`None` if it does not exist).
     pub fn conn_is_guest(&self, conn: ConnId) -> Option<bool> {
         self.conns.get(&conn).map(|c| c.user.is_none())
     }
+
+    /// A user's presence with its connections and channels; `None` if the
+    /// user was never seen.
+    pub fn user_detail(&self, now: u64, user: &str) -> Option<UserDetail> {
+        let presence = self.presence(now, user);
+        presence.since?;
+        let (connections, channels) = match self.users.get(user) {
+            Some(u) => {
+                let mut channels: BTreeSet<&str> = BTreeSet::new();
+                for c in u.conns.iter().filter_map(|c| self.conns.get(c)) {
+                    channels.extend(c.entered.iter().map(|n| &**n));
+                }
+                (
+                    u.conns.len(),
+                    channels.into_iter().map(str::to_owned).collect(),
+                )
+            }
+            None => (0, Vec::new()),
+        };
+        Some(UserDetail {
+            user: user.to_owned(),
+            presence,
+            connections,
+            channels,
+        })
+    }
+
+    /// Users online or away (or only those with `status`), in id order after
+    /// `cursor`, at most `limit`; the cursor of the next page if any.
+    pub fn list_users(
+        &self,
+        now: u64,
+        status: Option<UserStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<UserDetail>, Option<String>) {
+        use std::ops::Bound;
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut iter = self
+            .users
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(|(_, u)| status.is_none_or(|s| s == u.status))
+            .map(|(id, _)| id);
+        let page: Vec<UserDetail> = iter
+            .by_ref()
+            .take(limit)
+            .filter_map(|id| self.user_detail(now, id))
+            .collect();
+        let next = match iter.next() {
+            Some(_) => page.last().map(|u| u.user.clone()),
+            None => None,
+        };
+        (page, next)
+    }
+
+    /// Channels whose name starts with `prefix`, in name order after
+    /// `cursor`: `(name, members, connections)`.
+    pub fn list_channels(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(String, usize, usize)>, Option<String>) {
+        use std::ops::Bound;
+        let start = match cursor {
+            Some(c) if c >= prefix => Bound::Excluded(c),
+            _ => Bound::Included(prefix),
+        };
+        let mut iter = self
+            .channels
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix));
+        let page: Vec<(String, usize, usize)> = iter
+            .by_ref()
+            .take(limit)
+            .map(|(name, ch)| (name.to_string(), ch.members.len(), ch.connections))
+            .collect();
+        let next = match iter.next() {
+            Some(_) => page.last().map(|c| c.0.clone()),
+            None => None,
+        };
+        (page, next)
+    }
+
+    /// A page of a channel's members as JSON member objects (the full view),
+    /// in user id order after `cursor`. `None` if the channel does not exist.
+    pub fn channel_members(
+        &self,
+        channel: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Option<(Vec<Value>, Option<String>)> {
+        use std::ops::Bound;
+        let ch = self.channels.get(channel)?;
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut iter = ch.members.range::<str, _>((start, Bound::Unbounded));
+        let mut last = None;
+        let page: Vec<Value> = iter
+            .by_ref()
+            .take(limit)
+            .map(|(user, m)| {
+                last = Some(user.to_string());
+                serde_json::to_value(member_view(user, m, None)).unwrap_or(Value::Null)
+            })
+            .collect();
+        let next = iter.next().and(last);
+        Some((page, next))
+    }
+
+    /// Sum of members over all channels.
+    pub fn member_count(&self) -> usize {
+        self.channels.values().map(|c| c.members.len()).sum()
+    }
+
+    /// Every user online or away with the channels they are in and their
+    /// member data: what the journal keeps.
+    pub fn restore_users(
+        &mut self,
+        now: u64,
+        users: Vec<RestoredUser>,
+        mut next_conn: impl FnMut() -> ConnId,
+        out: &mut Effects,
+    ) {
+        for r in users {
+            let user: UserId = Arc::from(r.user.as_str());
+            if self.users.contains_key(&user) {
+                continue;
+            }
+            let conn = next_conn();
+            let deadline = now + self.cfg.grace_ms;
+            let mut entered = HashSet::new();
+            for (name, data, since) in r.channels {
+                if !crate::rules::valid_channel_name(&name) {
+                    continue;
+                }
+                let name: ChannelName = Arc::from(name.as_str());
+                let ch = self
+                    .channels
+                    .entry(name.clone())
+                    .or_insert_with(Channel::new);
+                if ch.members.contains_key(&user) {
+                    continue;
+                }
+                ch.members.insert(
+                    user.clone(),
+                    Member {
+                        data,
+                        conns: 1,
+                        since,
+                    },
+                );
+                ch.connections += 1;
+                entered.insert(name);
+            }
+            // A stand-in for the connections the crash cut: it holds the
+            // user's presence for one grace window, like any dropped socket.
+            self.conns.insert(
+                conn,
+                Conn {
+                    user: Some(user.clone()),
+                    info: None,
+                    allowed: None,
+                    status: if r.status == UserStatus::Away {
+                        ConnStatus::Away
+                    } else {
+                        ConnStatus::Online
+                    },
+                    detached: Some(deadline),
+                    session: String::new(),
+                    entered,
+                    subs: HashMap::new(),
+                    watching: HashSet::new(),
+                },
+            );
+            self.offline.remove(&user);
+            self.users.insert(
+                user,
+                User {
+                    conns: vec![conn],
+                    live: 0,
+                    status: if r.status == UserStatus::Away {
+                        UserStatus::Away
+                    } else {
+                        UserStatus::Online
+                    },
+                    since: r.since,
+                    last_live_at: r.last_seen,
+                },
+            );
+            self.set_timer(deadline, Timer::Grace(conn), out);
+        }
+    }
+
+    /// Remembers an offline user's last presence (loaded from the store).
+    pub fn restore_offline(&mut self, user: &str, since: u64, last_seen: Option<u64>) {
+        let user: UserId = Arc::from(user);
+        if self.users.contains_key(&user) {
+            return;
+        }
+        self.offline.insert(
+            user,
+            OfflineRecord {
+                since,
+                last_seen: last_seen.unwrap_or(since),
+            },
+        );
+    }
+}
+
+/// A user's presence, connections and channels (HTTP API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserDetail {
+    pub user: String,
+    pub presence: UserPresence,
+    /// Connections, live or inside grace.
+    pub connections: usize,
+    /// Channels the user is a member of.
+    pub channels: Vec<String>,
+}
+
+/// A user who was online when the server stopped, from the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredUser {
+    pub user: String,
+    pub status: UserStatus,
+    pub since: u64,
+    /// When the server was last known alive: the user's last_seen if it does
+    /// not come back.
+    pub last_seen: u64,
+    /// `(channel, member data, member since)`.
+    pub channels: Vec<(String, Map<String, Value>, u64)>,
 }
 
 fn set_timer(timers: &mut BTreeSet<(u64, Timer)>, at: u64, timer: Timer, out: &mut Effects) {

@@ -724,7 +724,7 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// Reads `<dir>/<file>`, or generates a secret and stores it there readable by
 /// the owner only. Returns the secret and, when it was generated now, a note
 /// to show the operator.
-fn stored_secret(
+pub(crate) fn stored_secret(
     dir: &Path,
     file: &str,
     what: &'static str,

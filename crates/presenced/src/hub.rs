@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use presenced_engine::{ConnId, Effect, Effects, Engine, Frame, PresenceEvent};
 use tokio::sync::{Notify, broadcast, mpsc};
 
+use crate::store::Store;
+
 /// Unix time in milliseconds: the engine's clock.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -144,11 +146,12 @@ pub struct Hub {
     timer: Notify,
     next_id: AtomicU64,
     events: broadcast::Sender<PresenceEvent>,
+    store: Arc<Store>,
     pub counters: Counters,
 }
 
 impl Hub {
-    pub fn new(engine: Engine) -> Arc<Hub> {
+    pub fn new(engine: Engine, store: Arc<Store>) -> Arc<Hub> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Hub {
             inner: Mutex::new(HubInner {
@@ -158,6 +161,7 @@ impl Hub {
             timer: Notify::new(),
             next_id: AtomicU64::new(1),
             events,
+            store,
             counters: Counters::default(),
         })
     }
@@ -167,7 +171,13 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Presence events (for webhooks and the journal).
+    /// The durable store the hub journals presence events into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A live feed of presence events (lossy under load: for dashboards, not
+    /// for anything that must see every event; the store gets every one).
     pub fn subscribe_events(&self) -> broadcast::Receiver<PresenceEvent> {
         self.events.subscribe()
     }
@@ -272,8 +282,10 @@ impl HubGuard<'_> {
                 }
                 Effect::Event(event) => {
                     tracing::debug!(?event, "presence");
-                    // No receiver is fine: webhooks may be off.
-                    let _ = self.hub.events.send(event);
+                    if self.hub.events.receiver_count() > 0 {
+                        let _ = self.hub.events.send(event.clone());
+                    }
+                    self.hub.store.record(event);
                 }
             }
         }

@@ -4,8 +4,12 @@
 //! one presence engine and the sockets bound to it, `ws` runs a WebSocket
 //! connection, `server` wires the routes and the shutdown.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod server;
+pub mod store;
+pub mod webhooks;
 pub mod ws;

@@ -14,7 +14,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenVerifier;
 use crate::config::Settings;
-use crate::hub::Hub;
+use crate::hub::{Hub, now_ms};
+use crate::store::{ALIVE_INTERVAL_MS, Store};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -27,11 +28,37 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Opens the store, restores what the last run left (every user who was
+    /// online gets one grace window to come back) and builds the hub.
     pub fn new(settings: Settings) -> anyhow::Result<AppState> {
+        crate::metrics::init();
         let verifier = TokenVerifier::from_settings(&settings)?;
-        let engine = Engine::new(engine_config(&settings));
+        let (store, recovered) = Store::open(&settings.data_dir, settings.webhook_urls.clone())?;
+        let store = Arc::new(store);
+        let mut engine = Engine::new(engine_config(&settings));
+        for (user, since, last_seen) in &recovered.offline {
+            engine.restore_offline(user, *since, *last_seen);
+        }
+        let restored = recovered.online.len();
+        let mut fx = presenced_engine::Effects::new();
+        let mut next_conn = 1u64 << 62;
+        engine.restore_users(
+            now_ms(),
+            recovered.online,
+            || {
+                next_conn += 1;
+                next_conn
+            },
+            &mut fx,
+        );
+        if restored > 0 {
+            tracing::info!(
+                users = restored,
+                "restored users online at the last stop; they have one grace window to come back"
+            );
+        }
         Ok(AppState {
-            hub: Hub::new(engine),
+            hub: Hub::new(engine, store),
             settings: Arc::new(settings),
             verifier: Arc::new(verifier),
             shutdown: CancellationToken::new(),
@@ -61,6 +88,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::api::routes())
         .with_state(state)
 }
 
@@ -88,6 +116,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let timers = tokio::spawn(state.hub.clone().drive_timers(shutdown.clone()));
+    let store = state.hub.store().clone();
+    let alive = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut every =
+                tokio::time::interval(std::time::Duration::from_millis(ALIVE_INTERVAL_MS));
+            loop {
+                every.tick().await;
+                store.alive(now_ms());
+            }
+        }
+    });
+    // One sender per webhook URL, draining the durable outbox.
+    let webhooks = crate::webhooks::Webhooks::start(&store, &state.settings).await?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "presenced serving");
     let signal_token = shutdown.clone();
@@ -102,6 +144,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tasks.close();
     tasks.wait().await;
     timers.abort();
+    alive.abort();
+    // Connections closed with 1001 are inside grace now: the journal keeps
+    // them online, and the next start gives them their window back.
+    store.close(now_ms()).await;
+    // One last, bounded attempt to deliver what is due; the rest stays in
+    // the outbox for the next start.
+    if let Some(webhooks) = webhooks {
+        webhooks.shutdown(std::time::Duration::from_secs(2)).await;
+    }
     Ok(())
 }
 

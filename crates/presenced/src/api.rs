@@ -1,0 +1,1036 @@
+//! The HTTP API (`/v1/*` beside the WebSocket), `/readyz`, `/metrics` and the
+//! OpenAPI document generated from the handlers below.
+//!
+//! Every read and every action goes through the hub's lock, on the same engine
+//! the sockets use: the API never keeps a second copy of presence. The lock is
+//! a std `Mutex` and is only ever taken in a plain block, never across an
+//! `.await`.
+//!
+//! `/v1/*` (except `/v1/ws`) needs `Authorization: Bearer <api key>`: the
+//! [`ApiKey`] extractor comes first in every handler, so a request without a
+//! valid key learns nothing else (not even whether its body was valid).
+//!
+//! Decisions the protocol leaves open, also in `docs/protocol.md`:
+//! - every error is `{"error": {"code", "message"}}`, including bad JSON,
+//!   a wrong content type (415, code `bad_request`), unknown routes (404
+//!   `not_found`) and wrong methods (405, code `bad_request`);
+//! - more than 1,000 ids in `POST /v1/users/query` is 400 `limit_exceeded`;
+//! - `POST /v1/users/{user}/disconnect` is idempotent: 200 with
+//!   `disconnected: 0` when the user has no connection (or was never seen);
+//! - channels exist implicitly, so a valid but unused channel name reads as
+//!   zero occupancy and no members, never 404;
+//! - cursors are opaque strings (base64url); `limit` is 1–1,000, default 100;
+//! - the OpenAPI document is under `/v1/` and so needs the key too.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use presenced_engine::{
+    Effects, UserDetail, UserPresence, UserStatus, rfc3339, valid_channel_name,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::auth::MAX_USER_ID_BYTES;
+use crate::hub::now_ms;
+use crate::server::AppState;
+
+/// Most ids in one `POST /v1/users/query`.
+pub const MAX_QUERY_USERS: usize = 1_000;
+/// Page size when the request names none.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page a request may ask for.
+pub const MAX_LIMIT: usize = 1_000;
+/// Longest channel-name prefix accepted by `GET /v1/channels` (the longest
+/// channel name).
+const MAX_PREFIX_BYTES: usize = 200;
+
+/// The API's routes, to be merged into the server's router. Includes a JSON
+/// 404 fallback for unknown paths.
+pub fn routes() -> Router<AppState> {
+    // The metrics recorder must exist before anything records into it.
+    crate::metrics::init();
+    Router::new()
+        .route("/v1/users", get(list_users))
+        .route("/v1/users/query", post(query_users))
+        .route("/v1/users/{user}", get(get_user))
+        .route("/v1/users/{user}/disconnect", post(disconnect_user))
+        .route("/v1/channels", get(list_channels))
+        .route("/v1/channels/{channel}", get(get_channel))
+        .route("/v1/channels/{channel}/members", get(channel_members))
+        .route("/v1/channels/{channel}/messages", post(post_message))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+}
+
+// ----- errors --------------------------------------------------------------
+
+/// Every error the API answers with: a status and `{"error": {code, message}}`.
+/// 5xx messages are generic; the cause goes to the log only.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    /// A request over a documented limit: 400, like any other invalid request.
+    pub fn limit_exceeded(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "limit_exceeded", message)
+    }
+
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A server fault: logged with its cause, answered without it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "HTTP API internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// From an axum extractor rejection: its status and (for a 4xx) its text.
+    fn from_rejection(status: StatusCode, text: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::too_large("request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "bad_request",
+                "expected `Content-Type: application/json`",
+            ),
+            s if s.is_server_error() => Self::internal(text),
+            // 422 (valid JSON of the wrong shape) is as bad a request as a
+            // syntax error: one status for both.
+            _ => Self::bad_request(text),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        Self::from_rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::from_rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::from_rejection(r.status(), r.body_text())
+    }
+}
+
+/// The error body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// One of `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `too_large`, `limit_exceeded`, `unavailable`, `internal`.
+    pub code: String,
+    /// Human readable; never internal details.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.into_owned(),
+            },
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "bad_request",
+        "method not allowed on this route",
+    )
+}
+
+// ----- extractors ----------------------------------------------------------
+
+/// A request that carried the right API key (`Authorization: Bearer <key>`).
+/// Missing or malformed header: 401; wrong key: 403.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKey;
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <api key>`"))?;
+        let given = bearer_token(header).ok_or_else(|| {
+            ApiError::unauthorized("malformed Authorization header: expected `Bearer <api key>`")
+        })?;
+        if key_matches(given.as_bytes(), state.settings.api_key.as_bytes()) {
+            Ok(ApiKey)
+        } else {
+            Err(ApiError::forbidden("wrong API key"))
+        }
+    }
+}
+
+/// The token of a `Bearer` authorization header (scheme case-insensitive).
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Constant-time comparison: the time taken says nothing about how much of
+/// the key matched (only, at most, whether the lengths differ).
+fn key_matches(given: &[u8], expected: &[u8]) -> bool {
+    !expected.is_empty() && bool::from(given.ct_eq(expected))
+}
+
+/// `axum::Json` whose rejections are [`ApiError`]s.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// `axum::extract::Path` whose rejections are [`ApiError`]s.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(v) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(v))
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(v) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(v))
+    }
+}
+
+// ----- validation helpers --------------------------------------------------
+
+fn check_user_id(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::bad_request("user ids are 1–200 bytes"));
+    }
+    Ok(())
+}
+
+fn check_channel(channel: &str) -> Result<(), ApiError> {
+    if !valid_channel_name(channel) {
+        return Err(ApiError::bad_request(
+            "channel names are 1–200 bytes of [A-Za-z0-9_:.@/=-]",
+        ));
+    }
+    Ok(())
+}
+
+/// A page size from the query: absent or empty means the default.
+fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit.filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "limit must be an integer from 1 to 1000",
+            )),
+        },
+    }
+}
+
+/// Cursors are the last key of the previous page, base64url-encoded so that
+/// clients treat them as opaque and can put them in a URL as they are.
+fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
+    match cursor.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("invalid cursor")),
+    }
+}
+
+/// Waits until every presence change made before this read is committed to
+/// the store, so what the API answers is never ahead of what survives a
+/// crash.
+async fn store_barrier(state: &AppState) -> Result<(), ApiError> {
+    if state.hub.store().barrier().await {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable("the store is not available; retry"))
+    }
+}
+
+/// Whether the server is ready to serve (its backend is reachable).
+fn is_ready(state: &AppState) -> bool {
+    state.hub.store().is_healthy()
+}
+
+// ----- bodies --------------------------------------------------------------
+
+/// A user's aggregated status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Away,
+    Offline,
+}
+
+impl From<UserStatus> for Status {
+    fn from(s: UserStatus) -> Self {
+        match s {
+            UserStatus::Online => Status::Online,
+            UserStatus::Away => Status::Away,
+            UserStatus::Offline => Status::Offline,
+        }
+    }
+}
+
+/// A user's presence: status, since when, and when last seen.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PresenceOut {
+    pub status: Status,
+    /// Since when the user has had this status (RFC 3339); null if never seen.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// RFC 3339; now while connected; null if never seen.
+    #[schema(format = DateTime)]
+    pub last_seen: Option<String>,
+}
+
+impl From<UserPresence> for PresenceOut {
+    fn from(p: UserPresence) -> Self {
+        PresenceOut {
+            status: p.status.into(),
+            since: p.since.map(rfc3339),
+            last_seen: p.last_seen.map(rfc3339),
+        }
+    }
+}
+
+/// A user with presence, connection count and channels entered.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserOut {
+    pub user: String,
+    pub status: Status,
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_seen: Option<String>,
+    /// Connections, live or inside the grace window.
+    pub connections: usize,
+    /// Channels the user is a member of.
+    pub channels: Vec<String>,
+}
+
+impl From<UserDetail> for UserOut {
+    fn from(d: UserDetail) -> Self {
+        let p = PresenceOut::from(d.presence);
+        UserOut {
+            user: d.user,
+            status: p.status,
+            since: p.since,
+            last_seen: p.last_seen,
+            connections: d.connections,
+            channels: d.channels,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsersQueryBody {
+    /// 1–1,000 user ids, each 1–200 bytes.
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsersQueryOut {
+    /// Every requested id; never-seen users are offline with null times.
+    pub users: BTreeMap<String, PresenceOut>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<UserOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DisconnectOut {
+    pub user: String,
+    /// Connections closed (live ones with close code 4409) or ended inside
+    /// their grace window.
+    pub disconnected: usize,
+}
+
+/// A channel's occupancy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChannelOut {
+    pub channel: String,
+    /// Distinct users who entered.
+    pub members: usize,
+    /// Their connections in the channel.
+    pub connections: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChannelPage {
+    pub channels: Vec<ChannelOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// A member object, as in the WebSocket protocol.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberOut {
+    pub user: String,
+    /// Member data (the token's trusted `info` under `data.info`).
+    pub data: serde_json::Map<String, Value>,
+    /// The user's connections in the channel.
+    pub conns: usize,
+    #[schema(format = DateTime)]
+    pub since: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberPage {
+    #[schema(value_type = Vec<MemberOut>)]
+    pub members: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageBody {
+    /// Any JSON value, at most `max_data_bytes` (default 2 KiB) serialized.
+    pub data: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageOut {
+    /// Subscriber connections the message was queued for.
+    pub delivered: usize,
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsersListQuery {
+    /// `online` or `away`; absent means both.
+    #[param(value_type = Option<String>, pattern = "^(online|away)$")]
+    pub status: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChannelsListQuery {
+    /// Only channels whose name starts with this.
+    pub prefix: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+// ----- handlers: users -----------------------------------------------------
+
+/// A user's presence, connections and channels.
+#[utoipa::path(
+    get, path = "/v1/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "User id (the token's `sub`)")),
+    responses(
+        (status = 200, description = "The user", body = UserOut),
+        (status = 400, description = "Invalid user id", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+        (status = 404, description = "Never seen", body = ErrorBody),
+    ),
+)]
+pub async fn get_user(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<UserOut>, ApiError> {
+    check_user_id(&user)?;
+    store_barrier(&state).await?;
+    let detail = state.hub.lock().engine().user_detail(now_ms(), &user);
+    match detail {
+        Some(d) => Ok(Json(d.into())),
+        None => Err(ApiError::not_found("user never seen")),
+    }
+}
+
+/// Presence of many users at once.
+#[utoipa::path(
+    post, path = "/v1/users/query", tag = "users",
+    request_body = UsersQueryBody,
+    responses(
+        (status = 200, description = "Presence by user id", body = UsersQueryOut),
+        (status = 400, description = "Bad body, or more than 1,000 ids (`limit_exceeded`)", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+)]
+pub async fn query_users(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UsersQueryBody>,
+) -> Result<Json<UsersQueryOut>, ApiError> {
+    if body.users.len() > MAX_QUERY_USERS {
+        return Err(ApiError::limit_exceeded("at most 1000 users per query"));
+    }
+    if body.users.is_empty() {
+        return Err(ApiError::bad_request("users must name at least one user"));
+    }
+    for u in &body.users {
+        check_user_id(u)?;
+    }
+    store_barrier(&state).await?;
+    let now = now_ms();
+    let users = {
+        let mut g = state.hub.lock();
+        let engine = g.engine();
+        body.users
+            .iter()
+            .map(|u| (u.clone(), engine.presence(now, u).into()))
+            .collect()
+    };
+    Ok(Json(UsersQueryOut { users }))
+}
+
+/// Users online or away, in id order.
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users",
+    params(UsersListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "Invalid status, limit or cursor", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn list_users(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<UsersListQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some("online") => Some(UserStatus::Online),
+        Some("away") => Some(UserStatus::Away),
+        Some(_) => return Err(ApiError::bad_request("status must be `online` or `away`")),
+    };
+    let limit = parse_limit(q.limit.as_deref())?;
+    let cursor = decode_cursor(q.cursor.as_deref())?;
+    store_barrier(&state).await?;
+    let (page, next) =
+        state
+            .hub
+            .lock()
+            .engine()
+            .list_users(now_ms(), status, cursor.as_deref(), limit);
+    Ok(Json(UserPage {
+        users: page.into_iter().map(UserOut::from).collect(),
+        next_cursor: next.as_deref().map(encode_cursor),
+    }))
+}
+
+/// Closes every connection of a user (close code 4409); the user is offline
+/// at once, with no grace window. Idempotent: a user without connections
+/// gives `disconnected: 0`.
+#[utoipa::path(
+    post, path = "/v1/users/{user}/disconnect", tag = "users",
+    params(("user" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Disconnected", body = DisconnectOut),
+        (status = 400, description = "Invalid user id", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn disconnect_user(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<DisconnectOut>, ApiError> {
+    check_user_id(&user)?;
+    let disconnected = {
+        let mut g = state.hub.lock();
+        let mut fx = Effects::new();
+        let n = g.engine().kick_user(now_ms(), &user, &mut fx);
+        g.dispatch(fx);
+        n
+    };
+    Ok(Json(DisconnectOut { user, disconnected }))
+}
+
+// ----- handlers: channels --------------------------------------------------
+
+/// Channels with their occupancy, in name order.
+#[utoipa::path(
+    get, path = "/v1/channels", tag = "channels",
+    params(ChannelsListQuery),
+    responses(
+        (status = 200, description = "A page of channels", body = ChannelPage),
+        (status = 400, description = "Invalid prefix, limit or cursor", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn list_channels(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ChannelsListQuery>,
+) -> Result<Json<ChannelPage>, ApiError> {
+    let prefix = q.prefix.unwrap_or_default();
+    if prefix.len() > MAX_PREFIX_BYTES {
+        return Err(ApiError::bad_request("prefix is longer than 200 bytes"));
+    }
+    let limit = parse_limit(q.limit.as_deref())?;
+    let cursor = decode_cursor(q.cursor.as_deref())?;
+    let (page, next) = state
+        .hub
+        .lock()
+        .engine()
+        .list_channels(&prefix, cursor.as_deref(), limit);
+    Ok(Json(ChannelPage {
+        channels: page
+            .into_iter()
+            .map(|(channel, members, connections)| ChannelOut {
+                channel,
+                members,
+                connections,
+            })
+            .collect(),
+        next_cursor: next.as_deref().map(encode_cursor),
+    }))
+}
+
+/// A channel's occupancy; zero for a channel nobody uses.
+#[utoipa::path(
+    get, path = "/v1/channels/{channel}", tag = "channels",
+    params(("channel" = String, Path, description = "Channel name, percent-encoded (`/` as %2F)")),
+    responses(
+        (status = 200, description = "Occupancy", body = ChannelOut),
+        (status = 400, description = "Invalid channel name", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn get_channel(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiPath(channel): ApiPath<String>,
+) -> Result<Json<ChannelOut>, ApiError> {
+    check_channel(&channel)?;
+    let (members, connections) = state
+        .hub
+        .lock()
+        .engine()
+        .occupancy(&channel)
+        .unwrap_or((0, 0));
+    Ok(Json(ChannelOut {
+        channel,
+        members,
+        connections,
+    }))
+}
+
+/// A channel's members (full member objects), in user id order.
+#[utoipa::path(
+    get, path = "/v1/channels/{channel}/members", tag = "channels",
+    params(
+        ("channel" = String, Path, description = "Channel name, percent-encoded"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of members", body = MemberPage),
+        (status = 400, description = "Invalid channel name, limit or cursor", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn channel_members(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiPath(channel): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<MemberPage>, ApiError> {
+    check_channel(&channel)?;
+    let limit = parse_limit(q.limit.as_deref())?;
+    let cursor = decode_cursor(q.cursor.as_deref())?;
+    let (members, next) = state
+        .hub
+        .lock()
+        .engine()
+        .channel_members(&channel, cursor.as_deref(), limit)
+        .unwrap_or_default();
+    Ok(Json(MemberPage {
+        members,
+        next_cursor: next.as_deref().map(encode_cursor),
+    }))
+}
+
+/// Broadcasts a `message` with `from: null` to the channel's subscribers.
+#[utoipa::path(
+    post, path = "/v1/channels/{channel}/messages", tag = "channels",
+    params(("channel" = String, Path, description = "Channel name, percent-encoded")),
+    request_body = MessageBody,
+    responses(
+        (status = 200, description = "Queued for every live subscriber", body = MessageOut),
+        (status = 400, description = "Invalid channel name or body", body = ErrorBody),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+        (status = 413, description = "`data` over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+)]
+pub async fn post_message(
+    _: ApiKey,
+    State(state): State<AppState>,
+    ApiPath(channel): ApiPath<String>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> Result<Json<MessageOut>, ApiError> {
+    check_channel(&channel)?;
+    let size = serde_json::to_vec(&body.data)
+        .map_err(ApiError::internal)?
+        .len();
+    if size > state.settings.limits.max_data_bytes {
+        return Err(ApiError::too_large(format!(
+            "data is over the limit of {} bytes",
+            state.settings.limits.max_data_bytes
+        )));
+    }
+    let delivered = {
+        let mut g = state.hub.lock();
+        let mut fx = Effects::new();
+        let n = g
+            .engine()
+            .broadcast_message(&channel, None, &body.data, None, &mut fx);
+        g.dispatch(fx);
+        n
+    };
+    Ok(Json(MessageOut { delivered }))
+}
+
+// ----- handlers: operations ------------------------------------------------
+
+/// Readiness: 200 `ok` when the backend is reachable, else 503.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if is_ready(&state) {
+        Ok("ok")
+    } else {
+        Err(ApiError::unavailable("not ready"))
+    }
+}
+
+/// Liveness (served by the server module).
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")),
+)]
+#[allow(dead_code)]
+fn healthz_doc() {}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+)]
+#[allow(dead_code)]
+fn metrics_doc() {}
+
+/// The WebSocket endpoint (served by the server module): upgrade, then the
+/// presence protocol (`hello` first). Authenticated by the token in `hello`,
+/// not by the API key.
+#[utoipa::path(
+    get, path = "/v1/ws", tag = "websocket", security(()),
+    responses(
+        (status = 101, description = "Switching protocols to WebSocket"),
+        (status = 400, description = "Not a WebSocket upgrade request"),
+    ),
+)]
+#[allow(dead_code)]
+fn ws_doc() {}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "operations",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn openapi_json(_: ApiKey) -> Response {
+    static DOC: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    match DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(bytes) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes.clone(),
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+// ----- the OpenAPI document ------------------------------------------------
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "presenced HTTP API",
+        description = "Presence reads and actions on the same engine the WebSocket uses. \
+            `/v1/*` (except `/v1/ws`) needs `Authorization: Bearer <api key>`.",
+    ),
+    paths(
+        get_user, query_users, list_users, disconnect_user,
+        list_channels, get_channel, channel_members, post_message,
+        openapi_json, readyz, healthz_doc, metrics_doc, ws_doc,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, Status, MemberOut)),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    tags(
+        (name = "users", description = "User presence"),
+        (name = "channels", description = "Channels, members and messages"),
+        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "websocket", description = "The real-time protocol"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Adds the `api_key` bearer security scheme.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The server's API key (`--api-key`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(bearer_token(&h("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&h("bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&h("Basic abc")), None);
+        assert_eq!(bearer_token(&h("Bearer ")), None);
+        assert_eq!(bearer_token(&h("Bearer")), None);
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(key_matches(b"secret", b"secret"));
+        assert!(!key_matches(b"secreT", b"secret"));
+        assert!(!key_matches(b"secret-longer", b"secret"));
+        assert!(!key_matches(b"", b""));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        for key in ["u1", "room:42/a=b", "ünï"] {
+            let c = encode_cursor(key);
+            assert_eq!(decode_cursor(Some(&c)).unwrap().as_deref(), Some(key));
+        }
+        assert_eq!(decode_cursor(Some("")).unwrap(), None);
+        assert!(decode_cursor(Some("!!")).is_err());
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(parse_limit(Some("")).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(parse_limit(Some("1000")).unwrap(), 1000);
+        assert!(parse_limit(Some("1001")).is_err());
+        assert!(parse_limit(Some("0")).is_err());
+        assert!(parse_limit(Some("x")).is_err());
+    }
+
+    #[test]
+    fn openapi_document_has_every_path_and_the_bearer_scheme() {
+        let doc: Value = serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for p in [
+            "/v1/users/{user}",
+            "/v1/users/query",
+            "/v1/users",
+            "/v1/users/{user}/disconnect",
+            "/v1/channels",
+            "/v1/channels/{channel}",
+            "/v1/channels/{channel}/members",
+            "/v1/channels/{channel}/messages",
+            "/v1/openapi.json",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(doc["paths"].get(p).is_some(), "missing {p}");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let e = ApiError::internal("disk /var/secret exploded");
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("secret"));
+    }
+}

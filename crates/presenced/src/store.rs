@@ -1,0 +1,476 @@
+//! The embedded store: SQLite in the data directory.
+//!
+//! It keeps what must outlive the process: who is online (the journal) with
+//! their channel memberships, every user's last status and last_seen, the
+//! webhook outbox, and when the server was last alive. Writes happen on one
+//! writer thread that batches whatever queued up into one transaction, so a
+//! connect never waits for the disk; a barrier lets a reader wait until
+//! everything queued before it is committed.
+//!
+//! Journal and outbox change in the same transaction, which is what makes a
+//! crash safe: a transition is either committed with its webhook events, or
+//! not at all and then re-derived after the restart (the user gets one grace
+//! window and, if it does not come back, exactly one `user.offline`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use anyhow::Context;
+use presenced_engine::{PresenceEvent, Reason, RestoredUser, UserStatus, rfc3339};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, oneshot};
+
+/// How often the writer records that the server is alive.
+pub const ALIVE_INTERVAL_MS: u64 = 1_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    user TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    last_seen INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    data TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (user, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_url ON webhook_outbox (url, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Opens the database file with the settings every connection uses.
+pub fn open_db(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode survives a process crash (kill -9); only a power
+    // loss may drop the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// What the server finds in the store at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Users who were online or away when the server stopped.
+    pub online: Vec<RestoredUser>,
+    /// `(user, since, last_seen)` of users who are offline.
+    pub offline: Vec<(String, u64, Option<u64>)>,
+    /// When the server was last known alive.
+    pub alive_at: Option<u64>,
+}
+
+enum Op {
+    Event(PresenceEvent),
+    Alive(u64),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Handle to the store's writer thread.
+#[derive(Debug)]
+pub struct Store {
+    tx: std_mpsc::Sender<Op>,
+    /// Woken after every commit that added webhook events.
+    pub webhooks_pending: Arc<Notify>,
+    /// False while the last write failed (disk full, file gone).
+    healthy: Arc<AtomicBool>,
+    path: std::path::PathBuf,
+}
+
+/// One webhook event as receivers get it.
+#[derive(Debug, Serialize)]
+pub struct WebhookEvent<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/presenced.db`, reads what the
+    /// last run left and starts the writer. Webhook events are queued for
+    /// each of `webhook_urls`.
+    pub fn open(data_dir: &Path, webhook_urls: Vec<String>) -> anyhow::Result<(Store, Recovered)> {
+        let path = data_dir.join("presenced.db");
+        let conn = open_db(&path)?;
+        conn.execute_batch(SCHEMA)
+            .context("cannot create the database schema")?;
+        let recovered = recover(&conn)?;
+        let (tx, rx) = std_mpsc::channel();
+        let webhooks_pending = Arc::new(Notify::new());
+        let notify = webhooks_pending.clone();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer_health = healthy.clone();
+        // The thread ends when the Store (its only sender) is dropped.
+        std::thread::Builder::new()
+            .name("presenced-store".into())
+            .spawn(move || writer_loop(conn, rx, webhook_urls, notify, writer_health))
+            .context("cannot start the store writer")?;
+        Ok((
+            Store {
+                tx,
+                webhooks_pending,
+                healthy,
+                path,
+            },
+            recovered,
+        ))
+    }
+
+    /// Path of the database file (for readers such as the webhook sender).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a presence event; never blocks.
+    pub fn record(&self, event: PresenceEvent) {
+        let _ = self.tx.send(Op::Event(event));
+    }
+
+    /// Records that the server is alive at `now` (ms).
+    pub fn alive(&self, now: u64) {
+        let _ = self.tx.send(Op::Alive(now));
+    }
+
+    /// Waits until everything queued before this call is committed; false
+    /// when the store cannot write.
+    pub async fn barrier(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Op::Barrier(tx)).is_err() {
+            return false;
+        }
+        rx.await.is_ok() && self.is_healthy()
+    }
+
+    /// Whether the last write succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Commits what is queued and records `now` as the last alive time
+    /// (graceful shutdown).
+    pub async fn close(&self, now: u64) {
+        self.alive(now);
+        self.barrier().await;
+    }
+}
+
+fn status_str(s: UserStatus) -> &'static str {
+    match s {
+        UserStatus::Online => "online",
+        UserStatus::Away => "away",
+        UserStatus::Offline => "offline",
+    }
+}
+
+/// `(channel, member data, member since)` of one journaled membership.
+type Membership = (String, Map<String, Value>, u64);
+
+fn recover(conn: &Connection) -> anyhow::Result<Recovered> {
+    let alive_at: Option<u64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'alive_at'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+        .and_then(|v| v.parse().ok());
+    let mut members: HashMap<String, Vec<Membership>> = HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT user, channel, data, since FROM members")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, channel, data, since) = row?;
+            let data = serde_json::from_str(&data).unwrap_or_default();
+            members
+                .entry(user)
+                .or_default()
+                .push((channel, data, since as u64));
+        }
+    }
+    let mut out = Recovered {
+        alive_at,
+        ..Recovered::default()
+    };
+    let mut stmt = conn.prepare("SELECT user, status, since, last_seen FROM users")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (user, status, since, last_seen) = row?;
+        let since = since as u64;
+        match status.as_str() {
+            "online" | "away" => {
+                let channels = members.remove(&user).unwrap_or_default();
+                out.online.push(RestoredUser {
+                    user,
+                    status: if status == "away" {
+                        UserStatus::Away
+                    } else {
+                        UserStatus::Online
+                    },
+                    since,
+                    // Never later than the crash: the last time the server
+                    // was known alive (or when the user came online).
+                    last_seen: alive_at.unwrap_or(since).max(since),
+                    channels,
+                });
+            }
+            _ => out.offline.push((user, since, last_seen.map(|v| v as u64))),
+        }
+    }
+    Ok(out)
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Op>,
+    urls: Vec<String>,
+    webhooks_pending: Arc<Notify>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < 10_000 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut barriers = Vec::new();
+        let mut webhook_rows = 0usize;
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for op in batch.drain(..) {
+                match op {
+                    Op::Event(ev) => webhook_rows += apply_event(&tx, &ev, &urls)?,
+                    Op::Alive(now) => {
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('alive_at', ?1)
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            params![now.to_string()],
+                        )?;
+                    }
+                    Op::Barrier(done) => barriers.push(done),
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = &result {
+            // The batch is lost; the journal is re-derived at the next
+            // start-up, so keep serving rather than stop.
+            tracing::error!(error = %e, "store write failed");
+        }
+        healthy.store(result.is_ok(), Ordering::Relaxed);
+        ::metrics::histogram!("presenced_store_write_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if webhook_rows > 0 {
+            webhooks_pending.notify_one();
+        }
+        for b in barriers {
+            let _ = b.send(());
+        }
+    }
+}
+
+/// Applies one event to the journal and queues its webhook rows; returns how
+/// many rows it queued.
+fn apply_event(
+    tx: &rusqlite::Transaction<'_>,
+    ev: &PresenceEvent,
+    urls: &[String],
+) -> rusqlite::Result<usize> {
+    let upsert_user = |user: &str, status: UserStatus, since: u64, last_seen: Option<u64>| {
+        tx.execute(
+            "INSERT INTO users (user, status, since, last_seen) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user) DO UPDATE SET status = excluded.status,
+                 since = excluded.since,
+                 last_seen = COALESCE(excluded.last_seen, users.last_seen)",
+            params![
+                user,
+                status_str(status),
+                since as i64,
+                last_seen.map(|v| v as i64)
+            ],
+        )
+    };
+    let (kind, user, channel, at, reason) = match ev {
+        PresenceEvent::UserOnline { user, at } => {
+            upsert_user(user, UserStatus::Online, *at, Some(*at))?;
+            ("user.online", user, None, *at, None)
+        }
+        PresenceEvent::UserAway { user, at } => {
+            upsert_user(user, UserStatus::Away, *at, None)?;
+            ("user.away", user, None, *at, None)
+        }
+        PresenceEvent::UserOffline {
+            user,
+            at,
+            last_seen,
+            reason,
+        } => {
+            upsert_user(user, UserStatus::Offline, *at, Some(*last_seen))?;
+            tx.execute("DELETE FROM members WHERE user = ?1", params![&**user])?;
+            ("user.offline", user, None, *at, Some(*reason))
+        }
+        PresenceEvent::MemberJoined {
+            user,
+            channel,
+            at,
+            data,
+        } => {
+            tx.execute(
+                "INSERT INTO members (user, channel, data, since) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user, channel) DO UPDATE SET data = excluded.data,
+                     since = excluded.since",
+                params![
+                    &**user,
+                    &**channel,
+                    Value::Object(data.clone()).to_string(),
+                    *at as i64
+                ],
+            )?;
+            ("member.joined", user, Some(channel), *at, None)
+        }
+        PresenceEvent::MemberUpdated {
+            user,
+            channel,
+            data,
+        } => {
+            tx.execute(
+                "UPDATE members SET data = ?3 WHERE user = ?1 AND channel = ?2",
+                params![&**user, &**channel, Value::Object(data.clone()).to_string()],
+            )?;
+            return Ok(0);
+        }
+        PresenceEvent::MemberLeft {
+            user,
+            channel,
+            at,
+            reason,
+        } => {
+            tx.execute(
+                "DELETE FROM members WHERE user = ?1 AND channel = ?2",
+                params![&**user, &**channel],
+            )?;
+            ("member.left", user, Some(channel), *at, Some(*reason))
+        }
+    };
+    if urls.is_empty() {
+        return Ok(0);
+    }
+    let id = crate::hub::random_token();
+    let payload = serde_json::to_string(&WebhookEvent {
+        id: &id,
+        kind,
+        user,
+        channel: channel.map(|c| &**c),
+        at: rfc3339(at),
+        reason,
+    })
+    .unwrap_or_default();
+    for url in urls {
+        tx.execute(
+            "INSERT INTO webhook_outbox (url, event_id, user, payload, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![url, id, &**user, payload, at as i64],
+        )?;
+    }
+    Ok(urls.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc as StdArc;
+
+    fn user(u: &str) -> StdArc<str> {
+        StdArc::from(u)
+    }
+
+    #[tokio::test]
+    async fn journal_survives_reopen_and_offline_clears_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, rec) = Store::open(dir.path(), vec!["http://127.0.0.1:1/h".into()]).unwrap();
+        assert!(rec.online.is_empty() && rec.alive_at.is_none());
+        store.record(PresenceEvent::UserOnline {
+            user: user("a"),
+            at: 1_000,
+        });
+        store.record(PresenceEvent::MemberJoined {
+            user: user("a"),
+            channel: user("room:1"),
+            at: 1_001,
+            data: serde_json::json!({"x": 1}).as_object().unwrap().clone(),
+        });
+        store.record(PresenceEvent::UserOnline {
+            user: user("b"),
+            at: 1_002,
+        });
+        store.record(PresenceEvent::UserOffline {
+            user: user("b"),
+            at: 1_500,
+            last_seen: 1_400,
+            reason: Reason::Timeout,
+        });
+        store.alive(2_000);
+        store.barrier().await;
+        drop(store);
+
+        let (_store, rec) = Store::open(dir.path(), vec![]).unwrap();
+        assert_eq!(rec.alive_at, Some(2_000));
+        assert_eq!(rec.online.len(), 1);
+        let a = &rec.online[0];
+        assert_eq!((a.user.as_str(), a.last_seen), ("a", 2_000));
+        assert_eq!(a.channels.len(), 1);
+        assert_eq!(a.channels[0].0, "room:1");
+        assert_eq!(a.channels[0].1["x"], 1);
+        assert_eq!(rec.offline, vec![("b".to_owned(), 1_500, Some(1_400))]);
+
+        let db = open_db(&dir.path().join("presenced.db")).unwrap();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM webhook_outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 4, "online, joined, online, offline");
+    }
+}

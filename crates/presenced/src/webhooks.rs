@@ -1,0 +1,801 @@
+//! Webhook delivery: one sender task per configured URL drains the durable
+//! `webhook_outbox` table that the store fills in the same transaction as the
+//! journal.
+//!
+//! - **Order.** A sender delivers its URL's rows strictly in `seq` order: the
+//!   oldest undelivered batch is retried before anything newer is sent
+//!   (head-of-line), which is what keeps events in order per user.
+//! - **Batching.** A batch is the oldest pending rows, at most
+//!   [`BATCH_MAX`]; it goes out as soon as that many are pending, or
+//!   [`BATCH_WAIT`] after its oldest event was created.
+//! - **Waking.** The store's `webhooks_pending` notify (fanned out to every
+//!   sender), timers for the batch window and the backoff, and a re-check
+//!   every [`RECHECK`] as a safety net. Never a busy poll.
+//! - **Retries.** 2xx deletes the batch. Anything else (status, redirect,
+//!   refused connection, timeout) counts a failure on every row of the batch
+//!   and puts them off by [`backoff`]: after the n-th failed attempt, a random
+//!   delay in `[0, min(500 ms × 2^(n−1), 5 min)]` (full jitter). Events older
+//!   than [`MAX_AGE`] are dropped with a warning.
+//! - **Restarts.** Rows stay in SQLite until delivered; on graceful shutdown
+//!   [`Webhooks::shutdown`] makes one last bounded attempt to send what is due.
+//!
+//! Each sender has its own SQLite connection (WAL lets it read while the
+//! store's writer writes) and runs every query in `spawn_blocking`.
+//!
+//! Metrics: `presenced_webhook_queue_depth` (gauge, undelivered events over
+//! all URLs) and `presenced_webhook_failures_total` (counter: one per failed
+//! delivery attempt, plus one per event dropped for age).
+//!
+//! Receivers check the `Presence-Signature` header with [`verify`]: it is
+//! `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` over the
+//! exact bytes of the body.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use rusqlite::{Connection, params};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::hub::now_ms;
+use crate::store::{Store, open_db};
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "Presence-Signature";
+/// File in the data directory holding the generated webhook secret.
+pub const WEBHOOK_SECRET_FILE: &str = "webhook_secret";
+/// Most events in one POST.
+pub const BATCH_MAX: usize = 100;
+/// How long the oldest pending event may wait for others to share its POST.
+pub const BATCH_WAIT: Duration = Duration::from_millis(250);
+/// Undelivered events older than this are dropped.
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Time limit of one POST, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a sender sleeps without looking at the outbox again.
+pub const RECHECK: Duration = Duration::from_secs(1);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+/// Response bytes read (and dropped) so the connection can be reused.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The `v1` signature: hex HMAC-SHA256 of `"<t>.<body>"` keyed with `secret`.
+pub fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The whole `Presence-Signature` header value for `body` sent at `t`.
+pub fn signature_header(secret: &[u8], t: u64, body: &[u8]) -> String {
+    format!("t={t},v1={}", sign(secret, t, body))
+}
+
+/// Checks a `Presence-Signature` header: for receivers.
+///
+/// True when the header has a `t` within `tolerance` of `now` (unix seconds)
+/// and a `v1` that is the signature of `body` (the exact bytes received)
+/// with `secret`. Several `v1` entries are allowed (any may match, for secret
+/// rotation); unknown entries are ignored. The comparison is constant-time.
+pub fn verify(secret: &[u8], header: &str, body: &[u8], now: u64, tolerance: Duration) -> bool {
+    let mut t = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        let Some((key, value)) = part.trim().split_once('=') else {
+            continue;
+        };
+        match key.trim() {
+            "t" => {
+                if t.is_some() {
+                    return false;
+                }
+                match value.trim().parse::<u64>() {
+                    Ok(v) => t = Some(v),
+                    Err(_) => return false,
+                }
+            }
+            "v1" => candidates.push(value.trim().to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    if now.abs_diff(t) > tolerance.as_secs() {
+        return false;
+    }
+    let expected = sign(secret, t, body);
+    candidates
+        .iter()
+        .any(|c| bool::from(c.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// The longest delay before the next attempt after `failures` failed ones:
+/// `min(500 ms × 2^(failures−1), 5 min)`.
+pub fn backoff_ceiling(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    BACKOFF_BASE
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_CAP)
+}
+
+/// The delay before the next attempt after `failures` failed ones: uniform
+/// in `[0, backoff_ceiling(failures)]` (full jitter, so that many senders
+/// failing together do not retry together).
+pub fn backoff(failures: u32) -> Duration {
+    let ceiling = backoff_ceiling(failures).as_millis() as u64;
+    Duration::from_millis(rand::random_range(0..=ceiling))
+}
+
+/// The running senders.
+pub struct Webhooks {
+    stop: CancellationToken,
+    senders: JoinSet<()>,
+    fan_out: tokio::task::JoinHandle<()>,
+}
+
+impl Webhooks {
+    /// Starts one sender per configured URL; `None` when there is none.
+    ///
+    /// The secret is `webhook_secret`, or one generated once into
+    /// `<data dir>/webhook_secret` (and printed) like the JWT secret. Outbox
+    /// rows for URLs that are no longer configured are dropped with a warning.
+    pub async fn start(store: &Store, settings: &Settings) -> anyhow::Result<Option<Webhooks>> {
+        if settings.webhook_urls.is_empty() {
+            return Ok(None);
+        }
+        let secret: Arc<[u8]> = match &settings.webhook_secret {
+            Some(s) => Arc::from(s.as_bytes()),
+            None => {
+                let (secret, generated) = crate::config::stored_secret(
+                    &settings.data_dir,
+                    WEBHOOK_SECRET_FILE,
+                    "webhook secret",
+                )?;
+                if let Some(g) = generated {
+                    println!(
+                        "generated {} (kept in {}): {}",
+                        g.what,
+                        g.path.display(),
+                        g.value
+                    );
+                }
+                Arc::from(secret.as_bytes())
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT / 2)
+            // A redirected POST turns into a GET: treat 3xx as a failure.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("presenced/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the webhook HTTP client")?;
+
+        let urls = settings.webhook_urls.clone();
+        let path = store.path().to_path_buf();
+        let dbs = tokio::task::spawn_blocking(move || open_connections(&path, &urls))
+            .await
+            .context("webhook set-up panicked")??;
+
+        let stop = CancellationToken::new();
+        let depth = Arc::new(QueueDepth::new(dbs.len()));
+        let mut wakes = Vec::new();
+        let mut senders = JoinSet::new();
+        for (index, (url, db)) in settings.webhook_urls.iter().zip(dbs).enumerate() {
+            let wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            let sender = WebhookSender {
+                url: url.clone(),
+                shown: redact_url(url),
+                db: Arc::new(Mutex::new(db)),
+                http: http.clone(),
+                secret: secret.clone(),
+                wake,
+                stop: stop.clone(),
+                depth: depth.clone(),
+                index,
+                counted_at: None,
+                known_depth: 0,
+            };
+            senders.spawn(sender.run());
+        }
+        // The store wakes one waiter per commit; every sender must hear it.
+        let pending = store.webhooks_pending.clone();
+        let fan_out = tokio::spawn(async move {
+            loop {
+                pending.notified().await;
+                for w in &wakes {
+                    w.notify_one();
+                }
+            }
+        });
+        tracing::info!(
+            urls = settings.webhook_urls.len(),
+            "webhook delivery started"
+        );
+        Ok(Some(Webhooks {
+            stop,
+            senders,
+            fan_out,
+        }))
+    }
+
+    /// Stops the senders after one last attempt, bounded by `within`, to
+    /// deliver what is due (events in backoff stay for the next start).
+    /// Call it after the store committed its last events.
+    pub async fn shutdown(mut self, within: Duration) {
+        self.stop.cancel();
+        let drained = tokio::time::timeout(within, async {
+            while self.senders.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "webhook delivery did not finish within {within:?}; undelivered events stay queued for the next start"
+            );
+            self.senders.abort_all();
+        }
+        self.fan_out.abort();
+    }
+}
+
+/// Opens one connection per URL and drops rows of URLs no longer configured.
+fn open_connections(path: &std::path::Path, urls: &[String]) -> anyhow::Result<Vec<Connection>> {
+    let mut dbs = Vec::with_capacity(urls.len());
+    for _ in urls {
+        dbs.push(open_db(path)?);
+    }
+    let db = &dbs[0];
+    let mut stmt = db.prepare("SELECT url, COUNT(*) FROM webhook_outbox GROUP BY url")?;
+    let stale: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    drop(stmt);
+    for (url, n) in stale {
+        if urls.contains(&url) {
+            continue;
+        }
+        db.execute("DELETE FROM webhook_outbox WHERE url = ?1", params![url])?;
+        tracing::warn!(
+            url = %redact_url(&url),
+            events = n,
+            "dropped undelivered webhook events of a URL that is no longer configured"
+        );
+    }
+    Ok(dbs)
+}
+
+/// Undelivered events per URL, summed into the gauge.
+struct QueueDepth {
+    per_url: Vec<AtomicU64>,
+}
+
+impl QueueDepth {
+    fn new(n: usize) -> QueueDepth {
+        QueueDepth {
+            per_url: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn set(&self, index: usize, n: u64) {
+        self.per_url[index].store(n, Ordering::Relaxed);
+        let total: u64 = self.per_url.iter().map(|d| d.load(Ordering::Relaxed)).sum();
+        ::metrics::gauge!("presenced_webhook_queue_depth").set(total as f64);
+    }
+}
+
+/// One outbox row, as the sender needs it.
+#[derive(Debug, Clone)]
+struct Row {
+    seq: i64,
+    payload: String,
+    created_at: u64,
+    attempts: u32,
+    next_attempt_at: u64,
+}
+
+/// The oldest pending rows of one URL.
+struct Head {
+    rows: Vec<Row>,
+    /// Pending rows of the URL, when counted.
+    count: Option<u64>,
+}
+
+impl Head {
+    /// When the head may be sent: not before its backoff ends, and not before
+    /// the batch is full or its oldest event has waited [`BATCH_WAIT`].
+    fn due_at(&self) -> u64 {
+        let backoff_until = self.backoff_until();
+        let ready = if self.rows.len() >= BATCH_MAX {
+            0
+        } else {
+            self.rows[0]
+                .created_at
+                .saturating_add(BATCH_WAIT.as_millis() as u64)
+        };
+        backoff_until.max(ready)
+    }
+
+    fn backoff_until(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(|r| r.next_attempt_at)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Delivers one URL's outbox.
+struct WebhookSender {
+    url: String,
+    /// The URL without credentials or query, for logs.
+    shown: String,
+    db: Arc<Mutex<Connection>>,
+    http: reqwest::Client,
+    secret: Arc<[u8]>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    depth: Arc<QueueDepth>,
+    index: usize,
+    /// When the URL's rows were last counted (a full head needs a COUNT).
+    counted_at: Option<Instant>,
+    known_depth: u64,
+}
+
+impl WebhookSender {
+    async fn run(mut self) {
+        loop {
+            if self.stop.is_cancelled() {
+                self.flush().await;
+                return;
+            }
+            let head = match self.load_head().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot read the webhook outbox");
+                    self.wait(None, false).await;
+                    continue;
+                }
+            };
+            let now = now_ms();
+            let Some(first) = head.rows.first() else {
+                self.wait(None, true).await;
+                continue;
+            };
+            if first.created_at.saturating_add(MAX_AGE.as_millis() as u64) < now {
+                self.drop_expired(now).await;
+                continue;
+            }
+            let due = head.due_at();
+            if due > now {
+                // New events can only complete a batch that is not backing off.
+                let listen = head.rows.len() < BATCH_MAX && head.backoff_until() <= now;
+                self.wait(Some(due), listen).await;
+                continue;
+            }
+            self.deliver(&head.rows).await;
+        }
+    }
+
+    /// The last attempt at shutdown: sends what is due, without waiting for
+    /// batches to fill, until the outbox is empty, something is backing off
+    /// or a POST fails.
+    async fn flush(&mut self) {
+        loop {
+            let Ok(head) = self.load_head().await else {
+                return;
+            };
+            let now = now_ms();
+            let Some(first) = head.rows.first() else {
+                return;
+            };
+            if first.created_at.saturating_add(MAX_AGE.as_millis() as u64) < now {
+                self.drop_expired(now).await;
+                continue;
+            }
+            if head.backoff_until() > now || !self.deliver(&head.rows).await {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until `until` (ms) or [`RECHECK`], whichever is first; also
+    /// until new events are committed when `listen`, or the sender is told
+    /// to stop.
+    async fn wait(&self, until: Option<u64>, listen: bool) {
+        let max = RECHECK.as_millis() as u64;
+        let ms = until.map_or(max, |t| t.saturating_sub(now_ms()).min(max));
+        let woken = async {
+            if listen {
+                self.wake.notified().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = woken => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Runs `f` on this sender's connection off the async threads.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .context("webhook outbox query panicked")?
+        .context("webhook outbox query failed")
+    }
+
+    /// Reads the oldest pending rows; rows whose payload is not JSON (which
+    /// would make every batch holding them fail forever) are deleted.
+    async fn load_head(&mut self) -> anyhow::Result<Head> {
+        let url = self.url.clone();
+        let want_count = self.counted_at.is_none_or(|at| at.elapsed() >= RECHECK);
+        let head = self
+            .db(move |db| {
+                let mut stmt = db.prepare_cached(
+                    "SELECT seq, payload, created_at, attempts, next_attempt_at
+                     FROM webhook_outbox WHERE url = ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows: Vec<Row> = stmt
+                    .query_map(params![url, BATCH_MAX as i64], |r| {
+                        Ok(Row {
+                            seq: r.get(0)?,
+                            payload: r.get(1)?,
+                            created_at: r.get::<_, i64>(2)?.max(0) as u64,
+                            attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                            next_attempt_at: r.get::<_, i64>(4)?.max(0) as u64,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                drop(stmt);
+                let (rows, bad): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| {
+                    serde_json::from_str::<serde::de::IgnoredAny>(&r.payload).is_ok()
+                });
+                for r in &bad {
+                    tracing::error!(seq = r.seq, "dropped a webhook outbox row that is not JSON");
+                    db.execute("DELETE FROM webhook_outbox WHERE seq = ?1", params![r.seq])?;
+                }
+                let count = if rows.len() < BATCH_MAX && bad.is_empty() {
+                    Some(rows.len() as u64)
+                } else if want_count {
+                    let n: i64 = db.query_row(
+                        "SELECT COUNT(*) FROM webhook_outbox WHERE url = ?1",
+                        params![url],
+                        |r| r.get(0),
+                    )?;
+                    Some(n as u64)
+                } else {
+                    None
+                };
+                Ok(Head { rows, count })
+            })
+            .await?;
+        match head.count {
+            Some(n) => {
+                if n as usize >= BATCH_MAX {
+                    self.counted_at = Some(Instant::now());
+                }
+                self.known_depth = n;
+            }
+            None => self.known_depth = self.known_depth.max(head.rows.len() as u64),
+        }
+        self.depth.set(self.index, self.known_depth);
+        Ok(head)
+    }
+
+    /// POSTs `rows` as one batch; returns whether the receiver took it.
+    async fn deliver(&mut self, rows: &[Row]) -> bool {
+        let body = batch_body(rows);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let signature = signature_header(&self.secret, t, body.as_bytes());
+        let sent = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(mut resp) => {
+                let status = resp.status();
+                // Read a little of the body so the connection can be reused.
+                let mut read = 0;
+                while read < MAX_RESPONSE_BYTES {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => read += c.len(),
+                        _ => break,
+                    }
+                }
+                (!status.is_success()).then(|| format!("HTTP status {status}"))
+            }
+            Err(e) => Some(describe_error(&e)),
+        };
+        let first = rows[0].seq;
+        let last = rows[rows.len() - 1].seq;
+        let url = self.url.clone();
+        match failure {
+            None => {
+                let n = rows.len();
+                let done = self
+                    .db(move |db| {
+                        db.execute(
+                            "DELETE FROM webhook_outbox WHERE url = ?1 AND seq BETWEEN ?2 AND ?3",
+                            params![url, first, last],
+                        )
+                    })
+                    .await;
+                if let Err(e) = done {
+                    // The batch is sent again later: receivers drop it by id.
+                    tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot delete delivered webhook events");
+                }
+                self.known_depth = self.known_depth.saturating_sub(n as u64);
+                self.depth.set(self.index, self.known_depth);
+                tracing::debug!(url = %self.shown, events = n, "webhook batch delivered");
+                true
+            }
+            Some(why) => {
+                ::metrics::counter!("presenced_webhook_failures_total").increment(1);
+                let failures = rows
+                    .iter()
+                    .map(|r| r.attempts)
+                    .max()
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                let delay = backoff(failures);
+                let next = now_ms().saturating_add(delay.as_millis() as u64);
+                let marked = self
+                    .db(move |db| {
+                        db.execute(
+                            "UPDATE webhook_outbox SET attempts = ?4, next_attempt_at = ?5
+                             WHERE url = ?1 AND seq BETWEEN ?2 AND ?3",
+                            params![url, first, last, failures as i64, next as i64],
+                        )
+                    })
+                    .await;
+                if let Err(e) = marked {
+                    tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot record a failed webhook attempt");
+                }
+                tracing::warn!(
+                    url = %self.shown,
+                    events = rows.len(),
+                    attempts = failures,
+                    retry_in = ?delay,
+                    "webhook delivery failed: {why}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Drops this URL's events older than [`MAX_AGE`].
+    async fn drop_expired(&mut self, now: u64) {
+        let url = self.url.clone();
+        let cutoff = now.saturating_sub(MAX_AGE.as_millis() as u64) as i64;
+        let dropped = self
+            .db(move |db| {
+                db.execute(
+                    "DELETE FROM webhook_outbox WHERE url = ?1 AND created_at < ?2",
+                    params![url, cutoff],
+                )
+            })
+            .await;
+        match dropped {
+            Ok(n) => {
+                ::metrics::counter!("presenced_webhook_failures_total").increment(n as u64);
+                self.known_depth = self.known_depth.saturating_sub(n as u64);
+                self.depth.set(self.index, self.known_depth);
+                tracing::warn!(
+                    url = %self.shown,
+                    events = n,
+                    "dropped webhook events undelivered for {}",
+                    humantime::format_duration(MAX_AGE)
+                );
+            }
+            Err(e) => {
+                tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot drop expired webhook events");
+                self.wait(None, false).await;
+            }
+        }
+    }
+}
+
+/// `{"events":[...]}` from the rows' payloads, which are JSON objects.
+fn batch_body(rows: &[Row]) -> String {
+    let mut body =
+        String::with_capacity(16 + rows.iter().map(|r| r.payload.len() + 1).sum::<usize>());
+    body.push_str("{\"events\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&r.payload);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// A short reason for a failed request, without the URL (it may carry
+/// credentials).
+fn describe_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut root: &dyn std::error::Error = e;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    if std::ptr::addr_eq(root, e as &dyn std::error::Error) {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {root}")
+    }
+}
+
+/// `scheme://host[:port]/path` of `url`: no user info, no query.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}{}", u.scheme(), u.path()),
+                None => format!("{}://{host}{}", u.scheme(), u.path()),
+            }
+        }
+        Err(_) => "<invalid URL>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_known_answer() {
+        // Computed independently: Python's hmac.new(b"whsec_test",
+        // b'1700000000.{"events":[]}', hashlib.sha256).hexdigest()
+        let body = br#"{"events":[]}"#;
+        let sig = sign(b"whsec_test", 1_700_000_000, body);
+        assert_eq!(
+            sig,
+            "4f6f9b7a41398ad124e52a1320534f978e522923f3f2b2724e31d7a9dbf78a7f"
+        );
+        assert_eq!(
+            signature_header(b"whsec_test", 1_700_000_000, body),
+            format!("t=1700000000,v1={sig}")
+        );
+    }
+
+    #[test]
+    fn verify_accepts_only_the_right_signature_in_time() {
+        let secret = b"s3cret";
+        let body = br#"{"events":[{"id":"a"}]}"#;
+        let header = signature_header(secret, 1_000, body);
+        let tol = Duration::from_secs(300);
+        assert!(verify(secret, &header, body, 1_000, tol));
+        assert!(verify(secret, &header, body, 1_300, tol));
+        assert!(verify(secret, &header, body, 700, tol));
+        assert!(!verify(secret, &header, body, 1_301, tol), "too old");
+        assert!(!verify(b"other", &header, body, 1_000, tol), "wrong secret");
+        assert!(!verify(secret, &header, b"{}", 1_000, tol), "other body");
+        assert!(!verify(secret, "v1=abc", body, 1_000, tol), "no t");
+        assert!(!verify(secret, "t=1000", body, 1_000, tol), "no v1");
+        assert!(!verify(secret, "", body, 1_000, tol));
+        let rotated = format!(
+            "t=1000,v1={},v1={}",
+            "0".repeat(64),
+            sign(secret, 1_000, body)
+        );
+        assert!(
+            verify(secret, &rotated, body, 1_000, tol),
+            "any v1 may match"
+        );
+        let upper = header
+            .to_ascii_uppercase()
+            .replace("T=", "t=")
+            .replace("V1=", "v1=");
+        assert!(
+            verify(secret, &upper, body, 1_000, tol),
+            "hex case-insensitive"
+        );
+        let twice = format!("t=1000,{header}");
+        assert!(!verify(secret, &twice, body, 1_000, tol), "ambiguous t");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ceiling(0), Duration::from_millis(500));
+        assert_eq!(backoff_ceiling(1), Duration::from_millis(500));
+        assert_eq!(backoff_ceiling(2), Duration::from_secs(1));
+        assert_eq!(backoff_ceiling(5), Duration::from_secs(8));
+        assert_eq!(backoff_ceiling(10), Duration::from_secs(256));
+        assert_eq!(backoff_ceiling(11), Duration::from_secs(300));
+        assert_eq!(backoff_ceiling(u32::MAX), Duration::from_secs(300));
+        for failures in [1, 2, 3, 8, 12, 40, u32::MAX] {
+            for _ in 0..200 {
+                assert!(backoff(failures) <= backoff_ceiling(failures));
+            }
+        }
+        // Full jitter: spread over the whole range, not pinned to an end.
+        let samples: Vec<Duration> = (0..400).map(|_| backoff(20)).collect();
+        assert!(samples.iter().any(|d| *d < Duration::from_secs(100)));
+        assert!(samples.iter().any(|d| *d > Duration::from_secs(200)));
+    }
+
+    #[test]
+    fn batch_body_is_the_payloads_in_order() {
+        let row = |seq, payload: &str| Row {
+            seq,
+            payload: payload.to_owned(),
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: 0,
+        };
+        let body = batch_body(&[row(1, r#"{"id":"a"}"#), row(2, r#"{"id":"b"}"#)]);
+        assert_eq!(body, r#"{"events":[{"id":"a"},{"id":"b"}]}"#);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["events"][1]["id"], "b");
+        assert_eq!(batch_body(&[]), r#"{"events":[]}"#);
+    }
+
+    #[test]
+    fn head_waits_for_a_full_batch_or_the_window_and_the_backoff() {
+        let row = |created_at, next_attempt_at| Row {
+            seq: 1,
+            payload: "{}".into(),
+            created_at,
+            attempts: 0,
+            next_attempt_at,
+        };
+        let one = Head {
+            rows: vec![row(1_000, 0)],
+            count: None,
+        };
+        assert_eq!(one.due_at(), 1_250);
+        let full = Head {
+            rows: (0..BATCH_MAX).map(|_| row(1_000, 0)).collect(),
+            count: None,
+        };
+        assert_eq!(full.due_at(), 0);
+        let backing_off = Head {
+            rows: vec![row(1_000, 9_000), row(1_100, 0)],
+            count: None,
+        };
+        assert_eq!(backing_off.due_at(), 9_000);
+    }
+
+    #[test]
+    fn urls_are_logged_without_credentials_or_query() {
+        assert_eq!(
+            redact_url("https://user:pw@example.com:8443/hook?token=x"),
+            "https://example.com:8443/hook"
+        );
+        assert_eq!(redact_url("http://example.com/h"), "http://example.com/h");
+    }
+}
