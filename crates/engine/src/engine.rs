@@ -394,6 +394,7 @@ const E_WATCH: RequestError = RequestError::new(
     "too many watched users on this connection",
 );
 const E_FULL: RequestError = RequestError::new(ErrorCode::LimitExceeded, "the channel is full");
+const E_GONE: RequestError = RequestError::new(ErrorCode::Unauthorized, "connection closed");
 const E_HELLO: RequestError = RequestError::new(ErrorCode::BadRequest, "already said hello");
 const E_OTHER_USER: RequestError = RequestError::new(
     ErrorCode::Forbidden,
@@ -663,7 +664,9 @@ impl Engine {
             .unwrap_or_default();
         for &conn in &conns {
             let live = self.conns.get(&conn).is_some_and(|c| c.detached.is_none());
-            self.remove_conn(now, conn, Reason::Kicked, out);
+            // No status recompute between removals: the user goes straight
+            // to offline, never through a passing `away`.
+            self.remove_conn_inner(now, conn, Reason::Kicked, false, out);
             if live {
                 out.items.push(Effect::Close {
                     conn,
@@ -678,6 +681,17 @@ impl Engine {
     /// Removes a connection for good: its members leave, its subscriptions
     /// and watches end, and the user goes offline if it was the last one.
     fn remove_conn(&mut self, now: u64, conn: ConnId, reason: Reason, out: &mut Effects) {
+        self.remove_conn_inner(now, conn, reason, true, out);
+    }
+
+    fn remove_conn_inner(
+        &mut self,
+        now: u64,
+        conn: ConnId,
+        reason: Reason,
+        recompute: bool,
+        out: &mut Effects,
+    ) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -727,7 +741,7 @@ impl Engine {
                 reason,
             });
             self.notify_watchers(now, &user, out);
-        } else {
+        } else if recompute {
             self.recompute_status(now, &user, out);
         }
     }
@@ -779,6 +793,11 @@ impl Engine {
         frame: ClientFrame,
         out: &mut Effects,
     ) -> Result<(), RequestError> {
+        if !self.conns.contains_key(&conn) {
+            // Removed (kicked) between the frame's arrival and this call:
+            // its socket is closing, nothing to answer.
+            return Err(E_GONE);
+        }
         let result = self.apply(now, conn, frame, out);
         match &result {
             Ok(()) => out.done(conn, id),
@@ -1262,7 +1281,10 @@ impl Engine {
         m.conns -= 1;
         ch.connections -= 1;
         if m.conns == 0 {
-            let old = ch.members.remove(user).expect("just looked up");
+            let mut old = ch.members.remove(user).expect("just looked up");
+            // As the member was before this leave, for snapshots taken
+            // inside the coalescing window.
+            old.conns = 1;
             ch.note(user, Pending::Left { old, reason });
             out.event(PresenceEvent::MemberLeft {
                 user: user.clone(),
@@ -1362,8 +1384,19 @@ impl Engine {
             out.reply(conn, f.clone());
         }
         if occupancy {
-            let frame = occupancy_frame(name, ch.occupancy());
-            out.reply(conn, frame);
+            let current = ch.occupancy();
+            out.reply(conn, occupancy_frame(name, current));
+            if ch.occupancy_sent != Some(current) {
+                if ch.occupancy_timer.is_some() {
+                    // A throttled push is due and this subscriber heard a
+                    // value the others did not: the push must go out even if
+                    // the count returns to what the others last heard.
+                    ch.occupancy_sent = None;
+                } else {
+                    // No push pending means nobody heard anything else.
+                    ch.occupancy_sent = Some(current);
+                }
+            }
         }
     }
 
