@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use presenced_engine::{
@@ -51,6 +52,33 @@ fn close_msg(code: u16, reason: &'static str) -> Message {
     }))
 }
 
+/// How long a closing socket waits for the client's close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// Sends a close frame, then reads (and discards) until the client answers
+/// with its own close or a second passes. Dropping the socket at once would
+/// let the kernel reset the connection over unread client frames, and the
+/// reset can destroy the close frame (and its code) before the client reads
+/// it.
+async fn close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    stream: &mut SplitStream<WebSocket>,
+    code: u16,
+    reason: &'static str,
+) {
+    if sink.send(close_msg(code, reason)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 fn text(frame: &Frame) -> Message {
     // Frames are serde_json output, always UTF-8.
     Message::Text(Utf8Bytes::try_from(frame.bytes().clone()).unwrap_or_default())
@@ -74,22 +102,22 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
     let first = tokio::select! {
         m = stream.next() => m,
         _ = sleep_until(hello_deadline) => {
-            let _ = sink.send(close_msg(4408, "no hello in time")).await;
+            close(&mut sink, &mut stream, 4408, "no hello in time").await;
             return;
         }
         _ = shutdown.cancelled() => {
-            let _ = sink.send(close_msg(1001, "server shutting down")).await;
+            close(&mut sink, &mut stream, 1001, "server shutting down").await;
             return;
         }
     };
     let text_in = match first {
         Some(Ok(Message::Text(t))) => t,
         Some(Err(e)) if is_too_big(&e) => {
-            let _ = sink.send(close_msg(4413, "frame too big")).await;
+            close(&mut sink, &mut stream, 4413, "frame too big").await;
             return;
         }
         Some(Ok(Message::Binary(_))) => {
-            let _ = sink.send(close_msg(4400, "text frames only")).await;
+            close(&mut sink, &mut stream, 4400, "text frames only").await;
             return;
         }
         _ => return,
@@ -100,13 +128,13 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
             _ => {
                 let e = RequestError::new(ErrorCode::BadRequest, "the first frame must be hello");
                 let _ = sink.send(text(&error_frame(r.id, &e))).await;
-                let _ = sink.send(close_msg(4400, "expected hello")).await;
+                close(&mut sink, &mut stream, 4400, "expected hello").await;
                 return;
             }
         },
         Err(ParseError { id, error }) => {
             let _ = sink.send(text(&error_frame(id, &error))).await;
-            let _ = sink.send(close_msg(4400, "expected hello")).await;
+            close(&mut sink, &mut stream, 4400, "expected hello").await;
             return;
         }
     };
@@ -115,7 +143,7 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
         None => {
             let e = RequestError::new(ErrorCode::Unauthorized, "a token is required");
             let _ = sink.send(text(&error_frame(req_id, &e))).await;
-            let _ = sink.send(close_msg(4401, "unauthorized")).await;
+            close(&mut sink, &mut stream, 4401, "unauthorized").await;
             return;
         }
         Some(t) => match state.verifier.verify(&t) {
@@ -126,7 +154,7 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
             Err(e) => {
                 let e = RequestError::new(ErrorCode::Unauthorized, auth_message(&e));
                 let _ = sink.send(text(&error_frame(req_id, &e))).await;
-                let _ = sink.send(close_msg(4401, "unauthorized")).await;
+                close(&mut sink, &mut stream, 4401, "unauthorized").await;
                 return;
             }
         },
@@ -232,7 +260,7 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
     };
 
     if let End::Close(code, reason) = end {
-        let _ = sink.send(close_msg(code, reason)).await;
+        close(&mut sink, &mut stream, code, reason).await;
     }
     let mut g = hub.lock();
     if g.unbind(conn, socket_id) {

@@ -1,0 +1,96 @@
+/**
+ * Client options and their defaults.
+ */
+import type { BackoffOptions } from "./backoff.js";
+import {
+  defaultDocument,
+  defaultSessionStorage,
+  defaultWebSocket,
+  defaultWindow,
+  systemClock,
+  type Clock,
+  type DocumentLike,
+  type EventSourceLike,
+  type StorageLike,
+  type WebSocketConstructor,
+} from "./runtime.js";
+import type { TokenSource } from "./token.js";
+import { CLIENT_NAME } from "./version.js";
+
+export interface ClientOptions {
+  /** WebSocket URL of the server, e.g. `wss://presence.example.com/v1/ws`. */
+  url: string;
+  /**
+   * A JWT, a function returning a current JWT (called on every connect and
+   * shortly before the token's `exp`), or null to connect as a guest.
+   */
+  token: TokenSource;
+  /** WebSocket implementation. Default: the global `WebSocket` (pass `ws` in Node < 22). */
+  WebSocket?: WebSocketConstructor;
+  /** Timers and clock. Default: the host's. */
+  clock?: Clock;
+  /** Source of randomness for the backoff jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number;
+  /** Where the resume token is kept across page loads. Default `sessionStorage` when usable; null for none. */
+  storage?: StorageLike | null;
+  /** Source of the `online` event. Default `window` when there is one; null for none. */
+  window?: EventSourceLike | null;
+  /** Source of `visibilitychange`. Default `document` when there is one; null for none. */
+  document?: DocumentLike | null;
+  /** Reconnect backoff: delay = random(0, min(capMs, baseMs * 2^attempt)). Default 500 ms and 30 s. */
+  backoff?: BackoffOptions;
+  /** How long a request waits for a connection before it rejects with `unavailable`. Default 10 s. */
+  requestTimeoutMs?: number;
+  /** How long a socket may take to open and be welcomed. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** How long a released subscription, entry, watch or connection lingers before it is dropped. Default 1.5 s. */
+  releaseDelayMs?: number;
+  /** Report `away` after the page has been hidden this long; null disables. Default 60 s. */
+  awayAfterHiddenMs?: number | null;
+  /** How long before a provider token's `exp` to fetch and send a fresh one. Default 30 s. */
+  refreshBeforeExpiryMs?: number;
+  /** Sent to the server as `hello.client`. */
+  clientName?: string;
+}
+
+export interface ResolvedOptions {
+  url: string;
+  token: TokenSource;
+  WebSocket: WebSocketConstructor;
+  clock: Clock;
+  random: () => number;
+  storage: StorageLike | null;
+  window: EventSourceLike | null;
+  document: DocumentLike | null;
+  backoff: BackoffOptions;
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  releaseDelayMs: number;
+  awayAfterHiddenMs: number | null;
+  refreshBeforeExpiryMs: number;
+  clientName: string;
+}
+
+export function resolveOptions(options: ClientOptions): ResolvedOptions {
+  const WebSocket = options.WebSocket ?? defaultWebSocket();
+  if (!WebSocket) {
+    throw new TypeError("presenced: no WebSocket implementation found; pass one as options.WebSocket");
+  }
+  return {
+    url: options.url,
+    token: options.token,
+    WebSocket,
+    clock: options.clock ?? systemClock,
+    random: options.random ?? Math.random,
+    storage: options.storage === undefined ? defaultSessionStorage() : options.storage,
+    window: options.window === undefined ? defaultWindow() : options.window,
+    document: options.document === undefined ? defaultDocument() : options.document,
+    backoff: options.backoff ?? {},
+    requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    releaseDelayMs: options.releaseDelayMs ?? 1_500,
+    awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60_000 : options.awayAfterHiddenMs,
+    refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30_000,
+    clientName: options.clientName ?? CLIENT_NAME,
+  };
+}

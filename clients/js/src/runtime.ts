@@ -1,0 +1,111 @@
+/**
+ * Everything the client takes from its environment, behind small interfaces so
+ * that tests (or non-browser hosts) can supply their own: the WebSocket
+ * constructor, timers and clock, randomness, storage and the page's events.
+ */
+
+/** The part of the WebSocket API the client uses (browsers and the `ws` package both fit). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export type TimerHandle = unknown;
+
+export interface Clock {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** The subset of the Web Storage API used to keep the resume token. */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/** An event source such as `window` (for `online`) or `document` (for `visibilitychange`). */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: () => void): void;
+  removeEventListener(type: string, listener: () => void): void;
+}
+
+export interface DocumentLike extends EventSourceLike {
+  readonly visibilityState: string;
+}
+
+/** Timers and clock of the host, looked up at call time so that test fakes installed later apply. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+export function defaultWebSocket(): WebSocketConstructor | undefined {
+  return (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+}
+
+/** `sessionStorage` when the host has a usable one (absent in Node, may throw in sandboxed frames). */
+export function defaultSessionStorage(): StorageLike | null {
+  try {
+    const storage = (globalThis as { sessionStorage?: StorageLike }).sessionStorage;
+    if (!storage) return null;
+    const probe = "presenced:probe";
+    storage.setItem(probe, "1");
+    storage.removeItem(probe);
+    return storage;
+  } catch {
+    return null;
+  }
+}
+
+export function defaultWindow(): EventSourceLike | null {
+  const win = (globalThis as { window?: EventSourceLike }).window;
+  return win && typeof win.addEventListener === "function" ? win : null;
+}
+
+export function defaultDocument(): DocumentLike | null {
+  const doc = (globalThis as { document?: DocumentLike }).document;
+  return doc && typeof doc.addEventListener === "function" ? doc : null;
+}
+
+/** Subscribes to an event on an optional source and returns the unsubscribe function. */
+export function listen(source: EventSourceLike | null, type: string, listener: () => void): () => void {
+  if (!source) return () => {};
+  source.addEventListener(type, listener);
+  return () => source.removeEventListener(type, listener);
+}
+
+/** A single-shot timer that can be re-armed and cancelled. */
+export class Timer {
+  private handle: TimerHandle | undefined;
+
+  constructor(private readonly clock: Clock) {}
+
+  get pending(): boolean {
+    return this.handle !== undefined;
+  }
+
+  start(ms: number, callback: () => void): void {
+    this.cancel();
+    this.handle = this.clock.setTimeout(() => {
+      this.handle = undefined;
+      callback();
+    }, Math.max(0, ms));
+  }
+
+  cancel(): void {
+    if (this.handle !== undefined) {
+      this.clock.clearTimeout(this.handle);
+      this.handle = undefined;
+    }
+  }
+}

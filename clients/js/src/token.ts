@@ -1,0 +1,76 @@
+/**
+ * Where the client's token comes from, and the scheduled `refresh` of a
+ * provider's token shortly before its JWT `exp`.
+ */
+import { toPresenceError, type PresenceError } from "./errors.js";
+import { jwtExpiryMs } from "./jwt.js";
+import { Timer, type Clock } from "./runtime.js";
+
+/**
+ * A fixed JWT, a function returning a current JWT (called on every connect and
+ * before expiry), or null to connect as a guest.
+ */
+export type TokenSource = string | null | (() => string | Promise<string>);
+
+export type TokenProvider = () => string | Promise<string>;
+
+export function isProvider(source: TokenSource): source is TokenProvider {
+  return typeof source === "function";
+}
+
+export interface TokenRefresherHooks {
+  /** Sends `refresh{token}` and resolves on the server's `ok`. */
+  send(token: string): Promise<unknown>;
+  /** The server accepted the token: it is now the connection's token. */
+  accepted(token: string): void;
+  error(error: PresenceError): void;
+}
+
+/**
+ * Calls the provider `leadMs` before the current token's `exp` and hands the
+ * fresh token to the server. When that fails the server will close with 4401
+ * at `exp`, and the reconnect fetches a token again.
+ */
+export class TokenRefresher {
+  private readonly timer: Timer;
+  private generation = 0;
+
+  constructor(
+    private readonly provider: TokenProvider | null,
+    private readonly clock: Clock,
+    private readonly leadMs: number,
+    private readonly hooks: TokenRefresherHooks,
+  ) {
+    this.timer = new Timer(clock);
+  }
+
+  /** Plans the next refresh for the token the connection now uses. */
+  schedule(token: string | null): void {
+    this.cancel();
+    if (!this.provider || token === null) return;
+    const expiry = jwtExpiryMs(token);
+    if (expiry === null) return;
+    const generation = this.generation;
+    this.timer.start(expiry - this.leadMs - this.clock.now(), () => {
+      void this.refresh(token, generation);
+    });
+  }
+
+  cancel(): void {
+    this.generation += 1;
+    this.timer.cancel();
+  }
+
+  private async refresh(current: string, generation: number): Promise<void> {
+    try {
+      const fresh = await this.provider!();
+      if (generation !== this.generation || fresh === current) return;
+      await this.hooks.send(fresh);
+      if (generation !== this.generation) return;
+      this.hooks.accepted(fresh);
+      this.schedule(fresh);
+    } catch (err) {
+      if (generation === this.generation) this.hooks.error(toPresenceError(err, "unauthorized"));
+    }
+  }
+}
