@@ -1666,24 +1666,68 @@ impl Engine {
         self.channels.values().map(|c| c.members.len()).sum()
     }
 
-    /// Every user online or away with the channels they are in and their
-    /// member data: what the journal keeps.
-    pub fn restore_users(
+    /// Every connection that has a session, for a clean shutdown: with
+    /// [`Engine::restore`] after the restart, clients resume as if the server
+    /// had never gone.
+    pub fn export_sessions(&self) -> Vec<SessionRecord> {
+        self.conns
+            .values()
+            .filter(|c| !c.session.is_empty())
+            .map(|c| SessionRecord {
+                session: c.session.clone(),
+                user: c.user.as_deref().map(str::to_owned),
+                away: c.status == ConnStatus::Away,
+                entered: c.entered.iter().map(|n| n.to_string()).collect(),
+                subs: c.subs.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
+                watching: c.watching.iter().map(|u| u.to_string()).collect(),
+                info: c.info.clone(),
+                channels: c.allowed.clone(),
+            })
+            .collect()
+    }
+
+    /// Restores what the last run left: the users the journal has online
+    /// (with their memberships) and, after a clean shutdown, the sessions of
+    /// their connections. Every restored connection is detached with one grace
+    /// window, like any dropped socket: a client that resumes gets its state
+    /// back; a user nobody resumes for goes offline when the window ends.
+    /// A journaled user without a session (after a crash) is held by a
+    /// stand-in connection that cannot be resumed.
+    pub fn restore(
         &mut self,
         now: u64,
         users: Vec<RestoredUser>,
+        sessions: Vec<SessionRecord>,
         mut next_conn: impl FnMut() -> ConnId,
         out: &mut Effects,
     ) {
-        for r in users {
-            let user: UserId = Arc::from(r.user.as_str());
-            if self.users.contains_key(&user) {
+        let deadline = now + self.cfg.grace_ms;
+        let journal: HashMap<String, RestoredUser> =
+            users.into_iter().map(|u| (u.user.clone(), u)).collect();
+        let mut covered: HashSet<String> = HashSet::new();
+        for rec in sessions {
+            if rec.user.as_ref().is_some_and(|u| !journal.contains_key(u)) {
+                // The journal says this user was not online: nothing to hold.
                 continue;
             }
             let conn = next_conn();
-            let deadline = now + self.cfg.grace_ms;
-            let mut entered = HashSet::new();
-            for (name, data, since) in r.channels {
+            let user: Option<UserId> = rec.user.as_deref().map(Arc::from);
+            let mut c = Conn {
+                user: user.clone(),
+                info: rec.info,
+                allowed: rec.channels,
+                status: if rec.away {
+                    ConnStatus::Away
+                } else {
+                    ConnStatus::Online
+                },
+                detached: Some(deadline),
+                session: rec.session.clone(),
+                entered: HashSet::new(),
+                subs: HashMap::new(),
+                watching: HashSet::new(),
+            };
+            for (name, occupancy) in rec.subs {
                 if !crate::rules::valid_channel_name(&name) {
                     continue;
                 }
@@ -1692,19 +1736,61 @@ impl Engine {
                     .channels
                     .entry(name.clone())
                     .or_insert_with(Channel::new);
-                if ch.members.contains_key(&user) {
-                    continue;
-                }
-                ch.members.insert(
-                    user.clone(),
-                    Member {
-                        data,
-                        conns: 1,
-                        since,
+                ch.subscribers.insert(
+                    conn,
+                    Sub {
+                        guest: user.is_none(),
+                        occupancy,
+                        live: false,
                     },
                 );
-                ch.connections += 1;
-                entered.insert(name);
+                c.subs.insert(name, occupancy);
+            }
+            for w in rec.watching {
+                let w: UserId = Arc::from(w.as_str());
+                self.watchers.entry(w.clone()).or_default().insert(conn);
+                c.watching.insert(w);
+            }
+            if let Some(user) = &user {
+                let r = journal.get(&**user).expect("checked above");
+                for name in rec.entered {
+                    let name: ChannelName = Arc::from(name.as_str());
+                    if !c.subs.contains_key(&name) {
+                        continue;
+                    }
+                    let (data, since) = r
+                        .channels
+                        .iter()
+                        .find(|(n, _, _)| **n == *name)
+                        .map(|(_, d, s)| (d.clone(), *s))
+                        .unwrap_or_else(|| (Map::new(), now));
+                    self.restore_member(&name, user, data, since);
+                    c.entered.insert(name);
+                }
+                self.restore_user_conn(user, conn, r);
+                covered.insert(user.to_string());
+            }
+            self.sessions.insert(rec.session, conn);
+            self.conns.insert(conn, c);
+            self.set_timer(deadline, Timer::Grace(conn), out);
+        }
+        for (name, r) in journal {
+            if covered.contains(&name) {
+                continue;
+            }
+            let user: UserId = Arc::from(name.as_str());
+            if self.users.contains_key(&user) {
+                continue;
+            }
+            let conn = next_conn();
+            let mut entered = HashSet::new();
+            for (channel, data, since) in &r.channels {
+                if !crate::rules::valid_channel_name(channel) {
+                    continue;
+                }
+                let channel: ChannelName = Arc::from(channel.as_str());
+                self.restore_member(&channel, &user, data.clone(), *since);
+                entered.insert(channel);
             }
             // A stand-in for the connections the crash cut: it holds the
             // user's presence for one grace window, like any dropped socket.
@@ -1726,23 +1812,52 @@ impl Engine {
                     watching: HashSet::new(),
                 },
             );
-            self.offline.remove(&user);
-            self.users.insert(
-                user,
-                User {
-                    conns: vec![conn],
-                    live: 0,
-                    status: if r.status == UserStatus::Away {
-                        UserStatus::Away
-                    } else {
-                        UserStatus::Online
-                    },
-                    since: r.since,
-                    last_live_at: r.last_seen,
-                },
-            );
+            self.restore_user_conn(&user, conn, &r);
             self.set_timer(deadline, Timer::Grace(conn), out);
         }
+    }
+
+    fn restore_member(
+        &mut self,
+        name: &ChannelName,
+        user: &UserId,
+        data: Map<String, Value>,
+        since: u64,
+    ) {
+        let ch = self
+            .channels
+            .entry(name.clone())
+            .or_insert_with(Channel::new);
+        match ch.members.get_mut(user) {
+            Some(m) => m.conns += 1,
+            None => {
+                ch.members.insert(
+                    user.clone(),
+                    Member {
+                        data,
+                        conns: 1,
+                        since,
+                    },
+                );
+            }
+        }
+        ch.connections += 1;
+    }
+
+    fn restore_user_conn(&mut self, user: &UserId, conn: ConnId, r: &RestoredUser) {
+        self.offline.remove(user);
+        let u = self.users.entry(user.clone()).or_insert_with(|| User {
+            conns: Vec::new(),
+            live: 0,
+            status: if r.status == UserStatus::Away {
+                UserStatus::Away
+            } else {
+                UserStatus::Online
+            },
+            since: r.since,
+            last_live_at: r.last_seen,
+        });
+        u.conns.push(conn);
     }
 
     /// Remembers an offline user's last presence (loaded from the store).
@@ -1770,6 +1885,19 @@ pub struct UserDetail {
     pub connections: usize,
     /// Channels the user is a member of.
     pub channels: Vec<String>,
+}
+
+/// One connection's resumable state, kept across a clean restart.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct SessionRecord {
+    pub session: String,
+    pub user: Option<String>,
+    pub away: bool,
+    pub entered: Vec<String>,
+    pub subs: Vec<(String, bool)>,
+    pub watching: Vec<String>,
+    pub info: Option<Map<String, Value>>,
+    pub channels: Option<Vec<String>>,
 }
 
 /// A user who was online when the server stopped, from the journal.

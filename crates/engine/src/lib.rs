@@ -13,7 +13,7 @@ pub mod rules;
 
 pub use engine::{
     Attached, ChannelName, ConnId, Effect, Effects, Engine, EngineConfig, Identity, PresenceEvent,
-    Reason, RestoredUser, UserDetail, UserId, UserPresence, UserStatus,
+    Reason, RestoredUser, SessionRecord, UserDetail, UserId, UserPresence, UserStatus,
 };
 pub use protocol::{
     ClientFrame, ConnStatus, ErrorCode, Frame, ParseError, Request, RequestError, error_frame,

@@ -34,15 +34,14 @@ pub enum Outgoing {
 /// A connection's bounded outbox. Broadcast frames are dropped (and the
 /// connection marked lagged, to be resynced) when it is full; replies to the
 /// connection's own requests always go in, and the connection task stops
-/// reading requests while the outbox is over its limit, which bounds them.
+/// reading requests while the outbox is over its limit, which bounds them
+/// (it looks again after every frame it writes).
 #[derive(Debug)]
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Outgoing>,
     queued: AtomicUsize,
     lagged: AtomicBool,
     limit: usize,
-    /// Wakes a reader waiting for the outbox to drain.
-    pub drained: Notify,
 }
 
 impl Outbox {
@@ -53,7 +52,6 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             lagged: AtomicBool::new(false),
             limit,
-            drained: Notify::new(),
         });
         (outbox, rx)
     }
@@ -86,10 +84,7 @@ impl Outbox {
 
     /// Called by the connection task for every item it took off the queue.
     pub fn taken(&self) {
-        let left = self.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-        if left < self.limit / 2 {
-            self.drained.notify_one();
-        }
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn over_limit(&self) -> bool {

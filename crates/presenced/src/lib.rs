@@ -11,5 +11,6 @@ pub mod hub;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod web;
 pub mod webhooks;
 pub mod ws;

@@ -23,7 +23,9 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub settings: Arc<Settings>,
     pub verifier: Arc<TokenVerifier>,
-    shutdown: CancellationToken,
+    /// Connection statistics sampled for the dashboard (`GET /v1/stats`).
+    pub stats: Arc<crate::web::Stats>,
+    pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -41,19 +43,23 @@ impl AppState {
         }
         let restored = recovered.online.len();
         let mut fx = presenced_engine::Effects::new();
+        let sessions = crate::store::take_sessions(&settings.data_dir);
+        let resumable = sessions.len();
         let mut next_conn = 1u64 << 62;
-        engine.restore_users(
+        engine.restore(
             now_ms(),
             recovered.online,
+            sessions,
             || {
                 next_conn += 1;
                 next_conn
             },
             &mut fx,
         );
-        if restored > 0 {
+        if restored > 0 || resumable > 0 {
             tracing::info!(
                 users = restored,
+                sessions = resumable,
                 "restored users online at the last stop; they have one grace window to come back"
             );
         }
@@ -61,6 +67,7 @@ impl AppState {
             hub: Hub::new(engine, store),
             settings: Arc::new(settings),
             verifier: Arc::new(verifier),
+            stats: Arc::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -89,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::api::routes())
+        .merge(crate::web::routes())
         .with_state(state)
 }
 
@@ -112,10 +120,13 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
+    let data_dir = settings.data_dir.clone();
     let state = AppState::new(settings)?;
+    let state_hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let timers = tokio::spawn(state.hub.clone().drive_timers(shutdown.clone()));
+    tokio::spawn(crate::web::run_stats_sampler(state.clone()));
     let store = state.hub.store().clone();
     let alive = tokio::spawn({
         let store = store.clone();
@@ -147,6 +158,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     alive.abort();
     // Connections closed with 1001 are inside grace now: the journal keeps
     // them online, and the next start gives them their window back.
+    let sessions = state_hub.lock().engine().export_sessions();
+    if let Err(e) = crate::store::save_sessions(&data_dir, &sessions) {
+        tracing::warn!(error = %e, "sessions not kept; clients will enter again after the restart");
+    }
     store.close(now_ms()).await;
     // One last, bounded attempt to deliver what is due; the rest stays in
     // the outbox for the next start.

@@ -1,0 +1,138 @@
+import { PresenceError } from "./errors.js";
+const NO_MEMBERS = [];
+/** What operations of a released client resolve to. */
+export function releasedClient() {
+    const rejected = Promise.reject(new PresenceError("unavailable", "this client has been released"));
+    rejected.catch(() => { });
+    return rejected;
+}
+export class ChannelHandle {
+    constructor(owner, name) {
+        this.owner = owner;
+        this.name = name;
+        this.holdsSubscription = false;
+        this.holdsEntry = false;
+        this.offs = new Set();
+    }
+    get connection() {
+        return this.owner.connection;
+    }
+    /** Whether this handle holds a subscription (directly or through `enter`). */
+    get subscribed() {
+        return this.holdsSubscription;
+    }
+    /** Whether this handle has entered the channel. */
+    get entered() {
+        return this.holdsEntry;
+    }
+    /** Receive the channel's members (and occupancy when asked). Resolves once the server confirmed. */
+    subscribe(options = {}) {
+        if (this.owner.released)
+            return releasedClient();
+        const { sync } = this.connection;
+        const occupancy = options.occupancy === true;
+        if (!this.holdsSubscription) {
+            this.holdsSubscription = true;
+            this.owner.track(this);
+            sync.holdSubscription(this.name, occupancy);
+        }
+        else if (occupancy) {
+            sync.requestOccupancy(this.name);
+        }
+        return sync.syncChannel(this.name);
+    }
+    /**
+     * Become a member (implies subscribe). With `data`, sets this user's member
+     * data; calling it again with other data updates it.
+     */
+    enter(data) {
+        if (this.owner.released)
+            return releasedClient();
+        const { sync } = this.connection;
+        if (!this.holdsSubscription) {
+            this.holdsSubscription = true;
+            sync.holdSubscription(this.name, false);
+        }
+        if (!this.holdsEntry) {
+            this.holdsEntry = true;
+            sync.holdEntry(this.name);
+        }
+        this.owner.track(this);
+        if (data !== undefined)
+            sync.setData(this.name, data);
+        return sync.syncChannel(this.name);
+    }
+    /** Replaces this user's member data. The channel must have been entered (by any handle). */
+    update(data) {
+        const { sync } = this.connection;
+        if (!sync.isEntered(this.name)) {
+            return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
+        }
+        sync.setData(this.name, data);
+        return sync.syncChannel(this.name);
+    }
+    /**
+     * Drops this handle's entry at once (the server sees a leave if no other
+     * handle of the page has entered). The handle stays subscribed.
+     */
+    leave() {
+        if (!this.holdsEntry)
+            return Promise.resolve();
+        this.holdsEntry = false;
+        return this.connection.sync.drop(this.name, ["entry"], 0);
+    }
+    /** Drops this handle's subscription and entry at once. Listeners stay. */
+    unsubscribe() {
+        return this.dropReferences(0);
+    }
+    /** Sends an ephemeral message to the channel's other subscribers. */
+    async publish(data) {
+        await this.connection.request({ t: "publish", channel: this.name, data });
+    }
+    /** Current members, as a stable array (the same array until the member set changes). */
+    members() {
+        return this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS;
+    }
+    /** Latest occupancy, if subscribed with `occupancy: true` and received. */
+    occupancy() {
+        return this.connection.peekView(this.name)?.occupancy() ?? null;
+    }
+    on(event, listener) {
+        if (this.owner.released)
+            return () => { };
+        const off = this.connection.view(this.name).events.on(event, listener);
+        this.owner.track(this);
+        const remove = () => {
+            if (!this.offs.delete(remove))
+                return;
+            off();
+            this.connection.releaseView(this.name);
+        };
+        this.offs.add(remove);
+        return remove;
+    }
+    /**
+     * Lets go of everything this handle holds: its listeners at once, its
+     * subscription and entry after the client's release delay, so that a quick
+     * re-acquire (a remount) changes nothing on the server. The handle can be
+     * used again afterwards.
+     */
+    release() {
+        for (const off of [...this.offs])
+            off();
+        void this.dropReferences(this.connection.options.releaseDelayMs);
+        this.owner.untrack(this);
+    }
+    dropReferences(delayMs) {
+        const kinds = [];
+        if (this.holdsSubscription)
+            kinds.push("subscription");
+        if (this.holdsEntry)
+            kinds.push("entry");
+        this.holdsEntry = false;
+        this.holdsSubscription = false;
+        if (kinds.length === 0)
+            return Promise.resolve();
+        return this.connection.sync.drop(this.name, kinds, delayMs);
+    }
+}

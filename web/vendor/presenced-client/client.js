@@ -1,0 +1,139 @@
+/**
+ * `createClient` and `PresenceClient`: the public face of a shared
+ * connection. Clients for the same URL share one connection (and so one
+ * socket and one server-side presence); each client keeps track of what it
+ * took (channel handles, watches, listeners) so that `release()` gives back
+ * exactly that.
+ */
+import { ChannelHandle, releasedClient } from "./channel.js";
+import { Connection } from "./connection.js";
+import { resolveOptions } from "./options.js";
+/** Live connections of this page, one per URL. */
+const connections = new Map();
+/**
+ * Returns a client for `options.url`. The first client for a URL opens the
+ * connection with its options; later ones share it (their other options are
+ * ignored) until every client has been released or one logged out.
+ */
+export function createClient(options) {
+    let connection = connections.get(options.url);
+    if (!connection) {
+        connection = new Connection(resolveOptions(options), (closed) => {
+            if (connections.get(closed.options.url) === closed)
+                connections.delete(closed.options.url);
+        });
+        connections.set(options.url, connection);
+    }
+    connection.acquire();
+    return new PresenceClient(connection);
+}
+export class PresenceClient {
+    /** @internal Use `createClient`. */
+    constructor(connection) {
+        this.connection = connection;
+        this.handles = new Set();
+        /** Users this client watches, with how many times. */
+        this.watched = new Map();
+        this.offs = new Set();
+        this.releasedValue = false;
+    }
+    /** `connecting` (first attempt), `connected`, `reconnecting` or `disconnected` (logged out, kicked, released). */
+    get state() {
+        return this.connection.state;
+    }
+    /** This connection's user id (null for a guest; undefined until the first `welcome`). */
+    get user() {
+        return this.connection.user;
+    }
+    /** Whether `release()` or `logout()` was called; a released client takes nothing any more. */
+    get released() {
+        return this.releasedValue;
+    }
+    /** A new handle on a channel. Each handle is one reference; release it when done. */
+    channel(name) {
+        return new ChannelHandle(this, name);
+    }
+    /** Watch users' statuses (reference-counted per user). Resolves once the server sent them. */
+    watch(users) {
+        if (this.releasedValue)
+            return releasedClient();
+        for (const user of users)
+            this.watched.set(user, (this.watched.get(user) ?? 0) + 1);
+        return this.connection.sync.watch(users);
+    }
+    /** Drops references taken with `watch`; the server is told after the release delay. */
+    unwatch(users) {
+        const dropped = users.filter((user) => this.forgetWatch(user));
+        void this.connection.sync.unwatch(dropped, this.connection.options.releaseDelayMs);
+    }
+    /** Last known status of a watched user. */
+    status(user) {
+        return this.connection.status(user);
+    }
+    /** This connection's own status as asked for (automatic away included). */
+    get ownStatus() {
+        return this.connection.sync.status;
+    }
+    /** Sets this connection's status; kept across reconnects. */
+    setStatus(status) {
+        if (this.releasedValue)
+            return releasedClient();
+        return this.connection.sync.setStatus(status);
+    }
+    on(event, listener) {
+        if (this.releasedValue)
+            return () => { };
+        const off = this.connection.events.on(event, listener);
+        const remove = () => {
+            if (this.offs.delete(remove))
+                off();
+        };
+        this.offs.add(remove);
+        return remove;
+    }
+    /**
+     * Logs out: sends `bye` (the user's presence on this connection ends at
+     * once, with no grace) and closes the shared connection for every client
+     * of this URL.
+     */
+    logout() {
+        this.connection.logout();
+        this.release();
+    }
+    /**
+     * Gives back everything this client took (handles, watches, listeners) and
+     * its share of the connection, which closes (without `bye`, so the server
+     * keeps the user present for its grace window) once no client uses it.
+     */
+    release() {
+        if (this.releasedValue)
+            return;
+        this.releasedValue = true;
+        for (const handle of [...this.handles])
+            handle.release();
+        const users = [...this.watched.entries()].flatMap(([user, count]) => Array(count).fill(user));
+        this.watched.clear();
+        void this.connection.sync.unwatch(users, this.connection.options.releaseDelayMs);
+        for (const off of [...this.offs])
+            off();
+        this.connection.release();
+    }
+    /** @internal */
+    track(handle) {
+        this.handles.add(handle);
+    }
+    /** @internal */
+    untrack(handle) {
+        this.handles.delete(handle);
+    }
+    forgetWatch(user) {
+        const count = this.watched.get(user);
+        if (count === undefined)
+            return false;
+        if (count > 1)
+            this.watched.set(user, count - 1);
+        else
+            this.watched.delete(user);
+        return true;
+    }
+}

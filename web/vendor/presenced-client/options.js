@@ -1,0 +1,25 @@
+import { defaultDocument, defaultSessionStorage, defaultWebSocket, defaultWindow, systemClock, } from "./runtime.js";
+import { CLIENT_NAME } from "./version.js";
+export function resolveOptions(options) {
+    const WebSocket = options.WebSocket ?? defaultWebSocket();
+    if (!WebSocket) {
+        throw new TypeError("presenced: no WebSocket implementation found; pass one as options.WebSocket");
+    }
+    return {
+        url: options.url,
+        token: options.token,
+        WebSocket,
+        clock: options.clock ?? systemClock,
+        random: options.random ?? Math.random,
+        storage: options.storage === undefined ? defaultSessionStorage() : options.storage,
+        window: options.window === undefined ? defaultWindow() : options.window,
+        document: options.document === undefined ? defaultDocument() : options.document,
+        backoff: options.backoff ?? {},
+        requestTimeoutMs: options.requestTimeoutMs ?? 10000,
+        connectTimeoutMs: options.connectTimeoutMs ?? 10000,
+        releaseDelayMs: options.releaseDelayMs ?? 1500,
+        awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60000 : options.awayAfterHiddenMs,
+        refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30000,
+        clientName: options.clientName ?? CLIENT_NAME,
+    };
+}
