@@ -67,7 +67,10 @@ async function loadStats() {
   $("stat-channels").textContent = now.channels;
   $("stat-members").textContent = now.members;
   const toSample = (s) => ({ at: Date.parse(s.at), connections: s.connections, users: s.users });
-  lastSamples = [...stats.history.map(toSample), toSample(now)];
+  lastSamples = stats.history.map(toSample);
+  const current = toSample(now);
+  // "now" joins the history unless the last sample was just taken.
+  if (!lastSamples.length || current.at - lastSamples[lastSamples.length - 1].at > 1000) lastSamples.push(current);
   drawChart();
   const first = lastSamples[0];
   $("chart-range").textContent = first && stats.history.length ? `since ${clock(first.at)} · a sample every ${stats.interval_ms / 1000} s` : "";
@@ -79,6 +82,17 @@ function drawChart() {
 
 // ----- users ----------------------------------------------------------------
 
+/** Avatar, display name (when a member's token carried one) and user id. */
+function userCell(user, status) {
+  const name = names.get(user);
+  return el(
+    "span",
+    { class: "user-cell" },
+    avatar(user, name ?? user, status, true),
+    el("span", { class: "user-label" }, el("span", { class: "user-name" }, name ?? user), name && name !== user ? el("span", { class: "user-id" }, user) : null),
+  );
+}
+
 async function loadUsers() {
   const page = await api(`/v1/users${query({ limit: USERS_PAGE, status: users.filter, cursor: users.cursors[users.index] })}`);
   users.next = page.next_cursor;
@@ -89,7 +103,7 @@ async function loadUsers() {
       el(
         "tr",
         { dataset: { user: u.user, status: u.status } },
-        el("td", {}, el("span", { class: "user-cell" }, avatar(u.user, names.get(u.user) ?? u.user, u.status, true), el("span", {}, names.get(u.user) ?? u.user, names.has(u.user) ? el("span", { class: "muted small" }, ` ${u.user}`) : null))),
+        el("td", {}, userCell(u.user, u.status)),
         el("td", {}, el("span", { class: `badge ${u.status}` }, u.status)),
         el("td", { title: u.since ?? "" }, duration(u.since, now)),
         el("td", { title: u.last_seen ?? "" }, ago(u.last_seen, now)),
@@ -99,6 +113,7 @@ async function loadUsers() {
       ),
     ),
   );
+  paintKickButtons();
   const empty = page.users.length === 0 && users.index === 0;
   $("users-empty").hidden = !empty;
   $("users-count").textContent = empty ? "" : `${page.users.length}${page.next_cursor || users.index ? " on this page" : ""}`;
@@ -107,22 +122,34 @@ async function loadUsers() {
   $("users-next").disabled = !users.next;
 }
 
-/** Kick asks once more before it acts. */
+/** Kick asks once more before it acts; the question survives a refresh of the table. */
+let armedKick = { user: null, timer: null };
+
+function paintKickButtons() {
+  for (const button of document.querySelectorAll("button[data-kick]")) {
+    const armed = button.dataset.kick === armedKick.user;
+    button.textContent = armed ? "Confirm" : "Kick";
+    button.classList.toggle("confirm", armed);
+  }
+}
+
 function kickButton(user) {
-  let armed = null;
   const button = el("button", { type: "button", class: "danger small", dataset: { kick: user }, title: `Close every connection of ${user}` }, "Kick");
   button.addEventListener("click", async () => {
-    if (!armed) {
-      button.textContent = "Confirm";
-      button.classList.add("confirm");
-      armed = setTimeout(() => {
-        armed = null;
-        button.textContent = "Kick";
-        button.classList.remove("confirm");
-      }, 4000);
+    clearTimeout(armedKick.timer);
+    if (armedKick.user !== user) {
+      armedKick = {
+        user,
+        timer: setTimeout(() => {
+          armedKick = { user: null, timer: null };
+          paintKickButtons();
+        }, 4000),
+      };
+      paintKickButtons();
       return;
     }
-    clearTimeout(armed);
+    armedKick = { user: null, timer: null };
+    paintKickButtons();
     button.disabled = true;
     try {
       const out = await api(`/v1/users/${encodeURIComponent(user)}/disconnect`, { method: "POST", body: "{}" });
@@ -191,10 +218,7 @@ async function loadMembers() {
   if (channel !== members.channel) return;
   members.next = page.next_cursor;
   const now = Date.now();
-  for (const m of page.members) {
-    const name = m.data?.info?.name;
-    if (typeof name === "string" && name) names.set(m.user, name);
-  }
+  for (const m of page.members) learnName(m.user, m.data?.info?.name);
   $("members-title").textContent = `Members of ${channel}`;
   setChildren(
     $("members"),
@@ -204,7 +228,7 @@ async function loadMembers() {
       return el(
         "tr",
         { dataset: { user: m.user } },
-        el("td", {}, el("span", { class: "user-cell" }, avatar(m.user, names.get(m.user) ?? m.user, null, true), el("span", {}, names.get(m.user) ?? m.user, names.has(m.user) ? el("span", { class: "muted small" }, ` ${m.user}`) : null))),
+        el("td", {}, userCell(m.user, null)),
         el("td", { class: "num" }, m.conns),
         el("td", { title: m.since }, duration(m.since, now)),
         el("td", { class: "data", title: JSON.stringify(m.data) }, shown),
@@ -244,21 +268,37 @@ function setFeedState(state) {
   $("feed-text").textContent = state === "live" ? "live" : state === "reconnecting" ? "reconnecting…" : "offline";
 }
 
+/** Feed items by user, to put names on them once known. */
+const feedItems = [];
+
+function learnName(user, name) {
+  if (!user || typeof name !== "string" || !name || names.get(user) === name) return;
+  names.set(user, name);
+  for (const item of feedItems) if (item.event.user === user) item.label.textContent = feedLabel(item.event);
+}
+
+function feedLabel(event) {
+  const user = event.user ?? "";
+  return [names.get(user) ?? user, event.channel, event.reason].filter(Boolean).join(" · ");
+}
+
 function addFeedItem(event) {
   const type = event.type ?? "event";
-  const user = event.user ?? "";
-  const name = event.data?.info?.name;
-  if (user && typeof name === "string" && name) names.set(user, name);
-  const parts = [names.get(user) ?? user, event.channel, event.reason].filter(Boolean);
+  learnName(event.user, event.data?.info?.name);
+  const label = el("span", { class: "what", title: JSON.stringify(event) }, feedLabel(event));
   const item = el(
     "li",
-    { class: "enter", dataset: { type, user } },
+    { class: "enter", dataset: { type, user: event.user ?? "" } },
     el("time", {}, clock(event.at ?? Date.now())),
     el("span", {}, el("span", { class: `badge ${type.replace(".", "-")}` }, type)),
-    el("span", { class: "what", title: JSON.stringify(event) }, parts.join(" · ")),
+    label,
   );
   $("feed").prepend(item);
-  while ($("feed").childElementCount > FEED_MAX) $("feed").lastElementChild.remove();
+  feedItems.unshift({ event, label, item });
+  while ($("feed").childElementCount > FEED_MAX) {
+    $("feed").lastElementChild.remove();
+    feedItems.pop();
+  }
   feedCount += 1;
   $("feed-count").textContent = String(feedCount);
   $("feed-empty").hidden = true;
@@ -402,6 +442,7 @@ for (const button of document.querySelectorAll("[data-filter]")) {
 
 $("feed-clear").addEventListener("click", () => {
   $("feed").replaceChildren();
+  feedItems.length = 0;
   feedCount = 0;
   $("feed-count").textContent = "";
   $("feed-empty").hidden = false;

@@ -29,7 +29,7 @@ function timeLabel(ms, withSeconds) {
  * Draws `samples` (`[{at: ms, connections, users}]`, oldest first) into `svg`,
  * sized to its box. The time axis spans the samples, at least `minSpanMs`.
  */
-export function renderChart(svg, samples, { now = Date.now(), minSpanMs = 60_000 } = {}) {
+export function renderChart(svg, samples, { now = Date.now(), minSpanMs = 30_000 } = {}) {
   const width = Math.max(200, Math.round(svg.clientWidth || svg.getBoundingClientRect().width || 600));
   const height = Math.max(120, Math.round(svg.clientHeight || 220));
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);

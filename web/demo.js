@@ -56,7 +56,7 @@ function describe(e) {
       // Joining the site-wide channel is "is online", shown from presence.
       return e.channel === EVERYONE ? null : `${who(e.user)} joined ${e.channel}`;
     case "leave":
-      return e.channel === EVERYONE ? null : `${who(e.user)} left ${e.channel}${e.reason ? ` (${e.reason})` : ""}`;
+      return e.channel === EVERYONE ? null : `${who(e.user)} left ${e.channel}${e.reason && e.reason !== "left" ? ` (${e.reason})` : ""}`;
     case "presence":
       return `${who(e.user)} ${e.user === auth?.user ? "are" : "is"} ${e.status}`;
     case "kicked":

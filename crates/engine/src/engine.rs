@@ -34,6 +34,10 @@ pub struct EngineConfig {
     pub grace_ms: u64,
     pub heartbeat_ms: u64,
     pub coalesce_ms: u64,
+    /// Changes a quiet channel sends at once before it starts coalescing,
+    /// and how many of those it earns back a second.
+    pub immediate_burst: u64,
+    pub immediate_per_sec: u64,
     pub occupancy_interval_ms: u64,
     pub max_data_bytes: usize,
     pub max_channels_per_conn: usize,
@@ -49,6 +53,8 @@ impl Default for EngineConfig {
             grace_ms: 15_000,
             heartbeat_ms: 20_000,
             coalesce_ms: 50,
+            immediate_burst: 10,
+            immediate_per_sec: 10,
             occupancy_interval_ms: 1_000,
             max_data_bytes: 2048,
             max_channels_per_conn: 100,
@@ -260,6 +266,10 @@ struct Channel {
     seq: u64,
     pending: BTreeMap<UserId, Pending>,
     window_until: Option<u64>,
+    /// Token bucket (in thousandths) of changes sent at once, without a
+    /// coalescing window.
+    immediate_milli: u64,
+    immediate_at: u64,
     occupancy_sent: Option<(usize, usize)>,
     occupancy_next: u64,
     occupancy_timer: Option<u64>,
@@ -276,6 +286,8 @@ impl Channel {
             seq: 0,
             pending: BTreeMap::new(),
             window_until: None,
+            immediate_milli: u64::MAX,
+            immediate_at: 0,
             occupancy_sent: None,
             occupancy_next: 0,
             occupancy_timer: None,
@@ -285,6 +297,23 @@ impl Channel {
 
     fn occupancy(&self) -> (usize, usize) {
         (self.members.len(), self.connections)
+    }
+
+    /// Takes a token for sending a change at once; refills `per_sec` a
+    /// second up to `burst` (a new channel starts full).
+    fn take_immediate(&mut self, now: u64, burst: u64, per_sec: u64) -> bool {
+        let cap = burst.saturating_mul(1000);
+        let refill = now
+            .saturating_sub(self.immediate_at)
+            .saturating_mul(per_sec);
+        self.immediate_milli = self.immediate_milli.saturating_add(refill).min(cap);
+        self.immediate_at = now;
+        if self.immediate_milli >= 1000 {
+            self.immediate_milli -= 1000;
+            true
+        } else {
+            false
+        }
     }
 
     fn note(&mut self, user: &UserId, change: Pending) {
@@ -1303,11 +1332,28 @@ impl Engine {
     /// A member change was noted: send it now if the channel is quiet, else
     /// let the open window collect it.
     fn changed(&mut self, now: u64, name: &ChannelName, out: &mut Effects) {
-        let Some(ch) = self.channels.get(name) else {
+        let (burst, per_sec, coalesce) = (
+            self.cfg.immediate_burst,
+            self.cfg.immediate_per_sec,
+            self.cfg.coalesce_ms,
+        );
+        let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
-        if ch.window_until.is_none() {
-            self.flush(now, name, out);
+        if ch.window_until.is_some() || ch.pending.is_empty() {
+            return;
+        }
+        if ch.take_immediate(now, burst, per_sec) {
+            // A quiet channel: send at once, no added latency. Spending the
+            // last token means the channel has turned busy: what follows is
+            // collected into a window.
+            let busy = ch.immediate_milli < 1000;
+            self.flush(now, name, busy, out);
+        } else {
+            // A busy channel: collect until the window ends.
+            let until = now + coalesce;
+            ch.window_until = Some(until);
+            self.set_timer(until, Timer::Window(name.clone()), out);
         }
     }
 
@@ -1317,13 +1363,14 @@ impl Engine {
         };
         ch.window_until = None;
         if !ch.pending.is_empty() {
-            self.flush(now, name, out);
+            // Still busy: the next window starts right away.
+            self.flush(now, name, true, out);
         }
     }
 
-    /// Sends the channel's netted pending changes as one frame and opens a
-    /// coalescing window.
-    fn flush(&mut self, now: u64, name: &ChannelName, out: &mut Effects) {
+    /// Sends the channel's netted pending changes as one frame, and opens a
+    /// coalescing window when asked.
+    fn flush(&mut self, now: u64, name: &ChannelName, open_window: bool, out: &mut Effects) {
         let Engine {
             cfg,
             channels,
@@ -1353,9 +1400,11 @@ impl Engine {
                 out.push(conn, frame.clone());
             }
         }
-        let until = now + cfg.coalesce_ms;
-        ch.window_until = Some(until);
-        set_timer(timers, until, Timer::Window(name.clone()), out);
+        if open_window {
+            let until = now + cfg.coalesce_ms;
+            ch.window_until = Some(until);
+            set_timer(timers, until, Timer::Window(name.clone()), out);
+        }
     }
 
     fn send_snapshot(

@@ -809,6 +809,35 @@ fn a_burst_of_1000_enters_is_one_join_then_one_diff() {
 }
 
 #[test]
+fn a_quiet_channel_sends_every_change_at_once() {
+    let mut d = Driver::new(EngineConfig {
+        immediate_burst: 3,
+        immediate_per_sec: 10,
+        ..cfg()
+    });
+    let o = observer(&mut d, "obs", "room:1");
+    // Changes spread out (one every 200 ms earns the token back): each one
+    // goes out in the same call, never waiting for a window.
+    for i in 0..20 {
+        let c = d.hello(&format!("u{i}"));
+        d.ok(c, enter(1, "room:1"));
+        assert_eq!(d.take_t(o, "join").len(), 1, "change {i} was held back");
+        d.tick(200);
+    }
+    // A burst: the bucket's three tokens go out at once, the rest waits for
+    // the window and arrives as one diff.
+    let burst: Vec<_> = (0..10).map(|i| d.hello(&format!("b{i}"))).collect();
+    for &c in &burst {
+        d.ok(c, enter(1, "room:1"));
+    }
+    assert_eq!(d.take_t(o, "join").len(), 3);
+    d.tick(50);
+    let diffs = d.take_t(o, "diff");
+    assert_eq!(diffs.len(), 1);
+    assert_eq!(diffs[0]["joins"].as_array().unwrap().len(), 7);
+}
+
+#[test]
 fn join_then_leave_inside_a_window_sends_nothing() {
     let mut d = Driver::new(cfg());
     let o = observer(&mut d, "obs", "room:1");

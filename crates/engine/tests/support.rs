@@ -18,10 +18,15 @@ use serde_json::{Map, Value, json};
 pub const T0: u64 = 1_700_000_000_000;
 
 /// Engine configuration used by most tests: short grace, default windows.
+/// After a quiet 100 ms, one change is sent at once and opens a coalescing
+/// window: the window mechanics with the smallest token bucket (tests of
+/// the bucket set their own).
 pub fn cfg() -> EngineConfig {
     EngineConfig {
         grace_ms: 1_000,
         coalesce_ms: 50,
+        immediate_burst: 1,
+        immediate_per_sec: 10,
         occupancy_interval_ms: 1_000,
         ..EngineConfig::default()
     }

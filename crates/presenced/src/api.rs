@@ -897,8 +897,9 @@ fn ws_doc() {}
 pub async fn openapi_json(_: ApiKey) -> Response {
     static DOC: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
     match DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
+        let mut doc = ApiDoc::openapi();
+        doc.merge(crate::web::WebApiDoc::openapi());
+        doc.to_json()
             .map(String::into_bytes)
             .map_err(|e| e.to_string())
     }) {

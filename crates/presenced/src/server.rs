@@ -87,6 +87,7 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         snapshot_chunk: 1_000,
         guests_watch: s.guests_watch,
         rules: ChannelRules::new(s.channels.clone()),
+        ..EngineConfig::default()
     }
 }
 

@@ -11,7 +11,7 @@
 //! `web/vendor/presenced-client/`, which `npm run build:web` in `clients/js`
 //! generates and `scripts/check-web-assets` keeps current.
 //!
-//! Decisions, also in `docs/protocol.md`:
+//! Decisions (also in `docs/protocol.md`):
 //! - `/v1/events` and `/v1/stats` need the API key like the rest of `/v1/`;
 //!   `/v1/dev/token` needs none, and answers 404 `not_found` unless the
 //!   server runs with `--dev-tokens` (whether or not the request is valid);
@@ -37,8 +37,9 @@ use presenced_engine::{PresenceEvent, rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::{OpenApi, ToSchema};
 
-use crate::api::{ApiError, ApiJson, ApiKey, ApiPath};
+use crate::api::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
 use crate::auth::MAX_USER_ID_BYTES;
 use crate::hub::now_ms;
 use crate::server::AppState;
@@ -181,7 +182,10 @@ fn security_headers() -> HeaderMap {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         HeaderName::from_static("cross-origin-opener-policy"),
@@ -240,15 +244,18 @@ impl FromRequestParts<AppState> for DevTokensEnabled {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DevTokenBody {
+    /// The token's `sub`: 1–200 bytes of `[A-Za-z0-9_.@:+=-]`.
     pub user: String,
+    /// Display name, put in the token's `info` (default: the user id).
     #[serde(default)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DevTokenOut {
+    /// An HS256 JWT for `hello`.
     pub token: String,
     pub user: String,
     /// Seconds the token is valid for.
@@ -268,7 +275,17 @@ pub fn valid_dev_user(user: &str) -> bool {
 /// `POST /v1/dev/token {user, name?}` → `{token}`: an HS256 token for any
 /// user, valid for an hour, with `info: {name}`. Only with `--dev-tokens`:
 /// anybody who can reach the server can be anybody.
-async fn dev_token(
+#[utoipa::path(
+    post, path = "/v1/dev/token", tag = "development", security(()),
+    request_body = DevTokenBody,
+    responses(
+        (status = 200, description = "A token valid for an hour", body = DevTokenOut),
+        (status = 400, description = "Invalid user id or name", body = ErrorBody),
+        (status = 404, description = "The server does not run with `--dev-tokens`", body = ErrorBody),
+        (status = 503, description = "The server has no HMAC secret", body = ErrorBody),
+    ),
+)]
+pub async fn dev_token(
     _: DevTokensEnabled,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DevTokenBody>,
@@ -284,7 +301,9 @@ async fn dev_token(
             return Err(ApiError::bad_request("name is longer than 64 characters"));
         }
         Some(n) if n.chars().any(char::is_control) => {
-            return Err(ApiError::bad_request("name must not contain control characters"));
+            return Err(ApiError::bad_request(
+                "name must not contain control characters",
+            ));
         }
         Some(n) => n.to_owned(),
     };
@@ -366,7 +385,17 @@ pub fn event_json(event: &PresenceEvent) -> Value {
 /// event per change (data: [`event_json`]); a subscriber that fell behind
 /// gets `lagged` (`{"missed": n}`) and the stream goes on. Comments keep the
 /// connection alive every 15 s. The stream ends when the server shuts down.
-async fn events(_: ApiKey, State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(
+    get, path = "/v1/events", tag = "dashboard",
+    responses(
+        (status = 200, description = "Server-Sent Events: `ready`, then `presence` (data: an event like a webhook's, \
+            `type` one of user.online, user.away, user.offline, member.joined, member.updated, member.left) \
+            and `lagged` (`{\"missed\": n}`) when this subscriber fell behind", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn events(_: ApiKey, State(state): State<AppState>) -> impl IntoResponse {
     let rx = state.hub.subscribe_events();
     let shutdown = state.shutdown.clone();
     let ready = futures_util::stream::once(async {
@@ -429,15 +458,41 @@ impl Sample {
         }
     }
 
-    fn to_json(self) -> Value {
-        json!({
-            "at": rfc3339(self.at),
-            "connections": self.connections,
-            "users": self.users,
-            "channels": self.channels,
-            "members": self.members,
-        })
+    fn out(self) -> SampleOut {
+        SampleOut {
+            at: rfc3339(self.at),
+            connections: self.connections,
+            users: self.users,
+            channels: self.channels,
+            members: self.members,
+        }
     }
+}
+
+/// Counts at one moment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SampleOut {
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Connections, live or inside grace.
+    pub connections: usize,
+    /// Users online or away.
+    pub users: usize,
+    /// Channels that exist.
+    pub channels: usize,
+    /// Members summed over all channels.
+    pub members: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsOut {
+    /// The counts now.
+    pub now: SampleOut,
+    /// Time between history samples (5,000).
+    pub interval_ms: u64,
+    /// The last hour, oldest first (kept in memory: empty after a restart).
+    pub history: Vec<SampleOut>,
 }
 
 /// The last hour of samples, oldest first.
@@ -477,24 +532,35 @@ pub async fn run_stats_sampler(state: AppState) {
 
 /// `GET /v1/stats`: `{now, interval_ms, history}`, each sample `{at,
 /// connections, users, channels, members}`; history oldest first.
-async fn stats(_: ApiKey, State(state): State<AppState>) -> Response {
-    let now = Sample::take(&state);
-    let history: Vec<Value> = state
-        .stats
-        .history()
-        .into_iter()
-        .map(Sample::to_json)
-        .collect();
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({
-            "now": now.to_json(),
-            "interval_ms": STATS_INTERVAL.as_millis() as u64,
-            "history": history,
-        })),
-    )
-        .into_response()
+#[utoipa::path(
+    get, path = "/v1/stats", tag = "dashboard",
+    responses(
+        (status = 200, description = "Counts now and over the last hour", body = StatsOut),
+        (status = 401, description = "No API key", body = ErrorBody),
+        (status = 403, description = "Wrong API key", body = ErrorBody),
+    ),
+)]
+pub async fn stats(_: ApiKey, State(state): State<AppState>) -> Response {
+    let out = StatsOut {
+        now: Sample::take(&state).out(),
+        interval_ms: STATS_INTERVAL.as_millis() as u64,
+        history: state.stats.history().into_iter().map(Sample::out).collect(),
+    };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(out)).into_response()
 }
+
+/// The OpenAPI description of these routes, to merge into the API's
+/// document (`ApiDoc::openapi().merge(WebApiDoc::openapi())`).
+#[derive(OpenApi)]
+#[openapi(
+    paths(dev_token, events, stats),
+    components(schemas(DevTokenBody, DevTokenOut, SampleOut, StatsOut)),
+    tags(
+        (name = "dashboard", description = "What the dashboard at /admin reads"),
+        (name = "development", description = "Only with --dev-tokens: never in production"),
+    ),
+)]
+pub struct WebApiDoc;
 
 #[cfg(test)]
 mod tests {
@@ -541,6 +607,15 @@ mod tests {
             assert!(!html.contains(" style="), "no inline styles (CSP)");
             assert!(!html.contains("http://") && !html.contains("https://"));
         }
+    }
+
+    #[test]
+    fn openapi_describes_the_routes() {
+        let doc: Value = serde_json::from_str(&WebApiDoc::openapi().to_json().unwrap()).unwrap();
+        for p in ["/v1/dev/token", "/v1/events", "/v1/stats"] {
+            assert!(doc["paths"].get(p).is_some(), "missing {p}");
+        }
+        assert!(doc["components"]["schemas"].get("StatsOut").is_some());
     }
 
     #[test]
