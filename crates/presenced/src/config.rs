@@ -60,6 +60,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// JWKS for RS*/PS*/ES*/EdDSA tokens: a JSON file, or an http(s):// URL kept fresh in the background
+    // The URL may carry credentials: `--help` must not show the env value.
+    #[arg(
+        long,
+        env = "PRESENCED_JWT_JWKS",
+        value_name = "FILE_OR_URL",
+        hide_env_values = true
+    )]
+    pub jwt_jwks: Option<String>,
+
     /// Bearer key of the HTTP API
     #[arg(
         long,
@@ -84,6 +94,11 @@ pub struct ServeArgs {
     /// Window in which a burst of member changes is merged into one diff [default: 50]
     #[arg(long, env = "PRESENCED_COALESCE_MS", value_name = "MS")]
     pub coalesce_ms: Option<u64>,
+
+    /// Changes a quiet channel sends at once before it starts merging them
+    /// (earned back at this many a second) [default: 10]
+    #[arg(long, env = "PRESENCED_COALESCE_BURST", value_name = "N")]
+    pub coalesce_burst: Option<u64>,
 
     /// Minimum interval between occupancy frames of a channel [default: 1000]
     #[arg(long, env = "PRESENCED_OCCUPANCY_INTERVAL_MS", value_name = "MS")]
@@ -242,6 +257,28 @@ impl fmt::Debug for GeneratedSecret {
     }
 }
 
+/// Where the JSON Web Key Set of `jwt_jwks` comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A local JSON file, read at start-up.
+    File(PathBuf),
+    /// An `http://` or `https://` URL, fetched at start-up and then refreshed.
+    Url(String),
+}
+
+// Hand-written: a URL may carry credentials (user info, a query token).
+impl fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            JwksSource::Url(url) => f
+                .debug_tuple("Url")
+                .field(&crate::auth::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
 /// The resolved settings of a server.
 #[derive(Clone)]
 pub struct Settings {
@@ -249,16 +286,20 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The TOML file that was read, if any.
     pub config_file: Option<PathBuf>,
-    /// HMAC secret. After [`Settings::load`], at least one of `jwt_secret`
-    /// and `jwt_public_key` is set.
+    /// HMAC secret. After [`Settings::load`], at least one of `jwt_secret`,
+    /// `jwt_public_key` and `jwt_jwks` is set.
     pub jwt_secret: Option<String>,
     /// Path of the PEM public key file (checked to be readable).
     pub jwt_public_key: Option<PathBuf>,
+    /// The JWKS file (checked to be readable) or URL; never set together
+    /// with `jwt_public_key`.
+    pub jwt_jwks: Option<JwksSource>,
     pub api_key: String,
     pub grace_ms: u64,
     pub heartbeat_ms: u64,
     pub hello_timeout_ms: u64,
     pub coalesce_ms: u64,
+    pub coalesce_burst: u64,
     pub occupancy_interval_ms: u64,
     pub guests: bool,
     pub guests_watch: bool,
@@ -284,11 +325,13 @@ impl fmt::Debug for Settings {
             .field("config_file", &self.config_file)
             .field("jwt_secret", &redacted(&self.jwt_secret))
             .field("jwt_public_key", &self.jwt_public_key)
+            .field("jwt_jwks", &self.jwt_jwks)
             .field("api_key", &"[redacted]")
             .field("grace_ms", &self.grace_ms)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("hello_timeout_ms", &self.hello_timeout_ms)
             .field("coalesce_ms", &self.coalesce_ms)
+            .field("coalesce_burst", &self.coalesce_burst)
             .field("occupancy_interval_ms", &self.occupancy_interval_ms)
             .field("guests", &self.guests)
             .field("guests_watch", &self.guests_watch)
@@ -307,14 +350,17 @@ impl fmt::Debug for Settings {
 impl Settings {
     /// Resolves flags/env (already in `args`), the TOML file and defaults,
     /// validates them, creates the data directory and reads or generates the
-    /// JWT secret (only when neither a secret nor a public key is configured)
-    /// and the API key there.
+    /// JWT secret (only when no secret, public key or JWKS is configured) and
+    /// the API key there.
     pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         let mut resolved = Resolved::new(args)?;
         let mut generated = Vec::new();
 
         create_data_dir(&resolved.data_dir)?;
-        if resolved.jwt_secret.is_none() && resolved.jwt_public_key.is_none() {
+        if resolved.jwt_secret.is_none()
+            && resolved.jwt_public_key.is_none()
+            && resolved.jwt_jwks.is_none()
+        {
             let (secret, new) = stored_secret(&resolved.data_dir, JWT_SECRET_FILE, "JWT secret")?;
             resolved.jwt_secret = Some(secret);
             generated.extend(new);
@@ -335,11 +381,13 @@ impl Settings {
             config_file: r.config_file,
             jwt_secret: r.jwt_secret,
             jwt_public_key: r.jwt_public_key,
+            jwt_jwks: r.jwt_jwks,
             api_key,
             grace_ms: r.grace_ms,
             heartbeat_ms: r.heartbeat_ms,
             hello_timeout_ms: r.hello_timeout_ms,
             coalesce_ms: r.coalesce_ms,
+            coalesce_burst: r.coalesce_burst,
             occupancy_interval_ms: r.occupancy_interval_ms,
             guests: r.guests,
             guests_watch: r.guests_watch,
@@ -371,6 +419,12 @@ impl Settings {
                 "the server verifies tokens with the public key {} and has no JWT secret \
                  to sign with; sign tokens with the matching private key instead",
                 pem.display()
+            );
+        }
+        if resolved.jwt_jwks.is_some() {
+            bail!(
+                "the server verifies tokens with a JWKS (jwt_jwks) and has no JWT secret \
+                 to sign with; sign tokens with the matching private key instead"
             );
         }
         create_data_dir(&resolved.data_dir)?;
@@ -407,11 +461,13 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     jwt_secret: Option<String>,
     jwt_public_key: Option<PathBuf>,
+    jwt_jwks: Option<String>,
     api_key: Option<String>,
     grace_ms: Option<u64>,
     heartbeat_ms: Option<u64>,
     hello_timeout_ms: Option<u64>,
     coalesce_ms: Option<u64>,
+    coalesce_burst: Option<u64>,
     occupancy_interval_ms: Option<u64>,
     guests: Option<bool>,
     guests_watch: Option<bool>,
@@ -457,11 +513,13 @@ struct Resolved {
     config_file: Option<PathBuf>,
     jwt_secret: Option<String>,
     jwt_public_key: Option<PathBuf>,
+    jwt_jwks: Option<JwksSource>,
     api_key: Option<String>,
     grace_ms: u64,
     heartbeat_ms: u64,
     hello_timeout_ms: u64,
     coalesce_ms: u64,
+    coalesce_burst: u64,
     occupancy_interval_ms: u64,
     guests: bool,
     guests_watch: bool,
@@ -525,6 +583,16 @@ impl Resolved {
             fs::File::open(path)
                 .with_context(|| format!("jwt_public_key: cannot read {}", path.display()))?;
         }
+        let jwt_jwks = text(args.jwt_jwks, file.jwt_jwks)
+            .map(|s| jwks_source(s.trim()))
+            .transpose()?;
+        if jwt_jwks.is_some() && jwt_public_key.is_some() {
+            bail!(
+                "set either jwt_public_key (--jwt-public-key, PRESENCED_JWT_PUBLIC_KEY) or \
+                 jwt_jwks (--jwt-jwks, PRESENCED_JWT_JWKS), not both; put the public key \
+                 in the JWKS instead"
+            );
+        }
 
         let limits = Limits {
             max_frame_bytes: positive(
@@ -586,6 +654,7 @@ impl Resolved {
             config_file,
             jwt_secret: text(args.jwt_secret, file.jwt_secret),
             jwt_public_key,
+            jwt_jwks,
             api_key: text(args.api_key, file.api_key),
             grace_ms: positive("grace_ms", pick(args.grace_ms, file.grace_ms, 15_000))?,
             heartbeat_ms: positive(
@@ -597,6 +666,10 @@ impl Resolved {
                 pick(args.hello_timeout_ms, file.hello_timeout_ms, 10_000),
             )?,
             coalesce_ms: positive("coalesce_ms", pick(args.coalesce_ms, file.coalesce_ms, 50))?,
+            coalesce_burst: positive(
+                "coalesce_burst",
+                pick(args.coalesce_burst, file.coalesce_burst, 10),
+            )?,
             occupancy_interval_ms: positive(
                 "occupancy_interval_ms",
                 pick(
@@ -627,6 +700,26 @@ fn text(flag_or_env: Option<String>, file: Option<String>) -> Option<String> {
     flag_or_env
         .filter(|s| !s.is_empty())
         .or(file.filter(|s| !s.is_empty()))
+}
+
+/// `jwt_jwks`: an http(s):// URL, or else the path of a readable file.
+fn jwks_source(value: &str) -> anyhow::Result<JwksSource> {
+    let lower = value.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        // The URL is not repeated in the message: it may carry credentials.
+        let url = reqwest::Url::parse(value)
+            .map_err(|e| anyhow::anyhow!("jwt_jwks: invalid URL ({e})"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            bail!("jwt_jwks: invalid URL (no host)");
+        }
+        return Ok(JwksSource::Url(value.to_owned()));
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        bail!("jwt_jwks: {scheme}:// URLs are not supported; give a file or an http(s):// URL");
+    }
+    let path = PathBuf::from(value);
+    fs::File::open(&path).with_context(|| format!("jwt_jwks: cannot read {}", path.display()))?;
+    Ok(JwksSource::File(path))
 }
 
 fn path_string(path: PathBuf) -> String {
@@ -886,6 +979,55 @@ mod tests {
             ..in_dir(tmp.path())
         };
         assert!(load_err(missing).contains("jwt_public_key"));
+    }
+
+    #[test]
+    fn jwks_is_a_file_or_a_url_and_excludes_the_public_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = "https://user:pw@idp.example/.well-known/jwks.json?t=hunter2";
+        let args = ServeArgs {
+            jwt_jwks: parse(&["--jwt-jwks", url]).jwt_jwks,
+            ..in_dir(tmp.path())
+        };
+        let s = Settings::load(args.clone()).unwrap();
+        assert_eq!(s.jwt_jwks, Some(JwksSource::Url(url.into())));
+        assert_eq!(s.jwt_secret, None, "a JWKS needs no generated secret");
+        let names: Vec<_> = s.generated.iter().map(|g| g.what).collect();
+        assert_eq!(names, ["API key"]);
+        assert!(Settings::load_signing_secret(args).is_err());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
+
+        let file = tmp.path().join("jwks.json");
+        fs::write(&file, r#"{"keys": []}"#).unwrap();
+        let toml = format!("jwt_jwks = \"{}\"\njwt_secret = \"s\"", file.display());
+        let s = Settings::load(with_toml(tmp.path(), &toml)).unwrap();
+        assert_eq!(s.jwt_jwks, Some(JwksSource::File(file.clone())));
+        assert_eq!(s.jwt_secret.as_deref(), Some("s"));
+
+        let err = |jwks: &str| {
+            load_err(ServeArgs {
+                jwt_jwks: Some(jwks.into()),
+                ..in_dir(tmp.path())
+            })
+        };
+        assert!(err("missing.json").contains("jwt_jwks: cannot read missing.json"));
+        assert!(err("ftp://idp.example/jwks").contains("ftp:// URLs are not supported"));
+        assert!(err("https://").contains("jwt_jwks: invalid URL"));
+
+        let pem = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ed25519_public.pem");
+        let both = ServeArgs {
+            jwt_public_key: Some(pem),
+            ..with_toml(tmp.path(), &toml)
+        };
+        let e = load_err(both);
+        assert!(
+            e.contains("jwt_public_key") && e.contains("not both"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! every outbox in the engine's order (a subscriber never sees `seq` out of
 //! order); delivery is a non-blocking queue push.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use presenced_engine::{ConnId, Effect, Effects, Engine, Frame, PresenceEvent};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast};
 
 use crate::store::Store;
 
@@ -36,31 +36,34 @@ pub enum Outgoing {
 /// connection's own requests always go in, and the connection task stops
 /// reading requests while the outbox is over its limit, which bounds them
 /// (it looks again after every frame it writes).
+///
+/// A plain deque behind a mutex rather than a channel: an idle connection's
+/// outbox allocates nothing, and that is most connections.
 #[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outgoing>,
-    queued: AtomicUsize,
+    queue: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
     lagged: AtomicBool,
     limit: usize,
 }
 
 impl Outbox {
-    pub fn new(limit: usize) -> (Arc<Outbox>, mpsc::UnboundedReceiver<Outgoing>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let outbox = Arc::new(Outbox {
-            tx,
-            queued: AtomicUsize::new(0),
+    pub fn new(limit: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
             lagged: AtomicBool::new(false),
             limit,
-        });
-        (outbox, rx)
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, item: Outgoing) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(item).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.queue().push_back(item);
+        self.ready.notify_one();
     }
 
     pub fn reply(&self, frame: Frame) {
@@ -69,12 +72,14 @@ impl Outbox {
 
     /// Returns false when the frame was dropped because the client lags.
     pub fn broadcast(&self, frame: Frame) -> bool {
-        if self.lagged.load(Ordering::Relaxed) || self.queued.load(Ordering::Relaxed) >= self.limit
-        {
+        let mut q = self.queue();
+        if self.lagged.load(Ordering::Relaxed) || q.len() >= self.limit {
             self.lagged.store(true, Ordering::Relaxed);
             return false;
         }
-        self.push(Outgoing::Frame(frame));
+        q.push_back(Outgoing::Frame(frame));
+        drop(q);
+        self.ready.notify_one();
         true
     }
 
@@ -82,17 +87,33 @@ impl Outbox {
         self.push(Outgoing::Close(code, reason));
     }
 
-    /// Called by the connection task for every item it took off the queue.
-    pub fn taken(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
+    /// The next item, if one is queued.
+    pub fn try_recv(&self) -> Option<Outgoing> {
+        let mut q = self.queue();
+        let item = q.pop_front();
+        if q.is_empty() && q.capacity() > 64 {
+            // A burst is over: give its memory back.
+            q.shrink_to_fit();
+        }
+        item
+    }
+
+    /// Waits for the next item (only the connection task calls this).
+    pub async fn recv(&self) -> Outgoing {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return item;
+            }
+            self.ready.notified().await;
+        }
     }
 
     pub fn over_limit(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) >= self.limit
+        self.queue().len() >= self.limit
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) == 0
+        self.queue().is_empty()
     }
 
     pub fn is_lagged(&self) -> bool {
@@ -300,7 +321,7 @@ mod tests {
 
     #[test]
     fn full_outbox_drops_broadcasts_and_marks_lagged_but_keeps_replies() {
-        let (outbox, mut rx) = Outbox::new(2);
+        let outbox = Outbox::new(2);
         assert!(outbox.broadcast(frame(1)));
         assert!(outbox.broadcast(frame(2)));
         assert!(
@@ -311,8 +332,7 @@ mod tests {
         outbox.reply(frame(4));
         assert!(outbox.over_limit());
         let mut got = Vec::new();
-        while let Ok(Outgoing::Frame(f)) = rx.try_recv() {
-            outbox.taken();
+        while let Some(Outgoing::Frame(f)) = outbox.try_recv() {
             got.push(f.as_str().to_owned());
         }
         assert_eq!(got, ["1", "2", "4"]);

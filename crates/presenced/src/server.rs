@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use presenced_engine::{ChannelRules, Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +34,14 @@ impl AppState {
     /// Opens the store, restores what the last run left (every user who was
     /// online gets one grace window to come back) and builds the hub.
     pub fn new(settings: Settings) -> anyhow::Result<AppState> {
-        crate::metrics::init();
         let verifier = TokenVerifier::from_settings(&settings)?;
+        AppState::with_verifier(settings, verifier)
+    }
+
+    /// [`AppState::new`] with a verifier built already (by
+    /// [`TokenVerifier::load`], which fetches a JWKS URL).
+    pub fn with_verifier(settings: Settings, verifier: TokenVerifier) -> anyhow::Result<AppState> {
+        crate::metrics::init();
         let (store, recovered) = Store::open(&settings.data_dir, settings.webhook_urls.clone())?;
         let store = Arc::new(store);
         let mut engine = Engine::new(engine_config(&settings));
@@ -80,6 +87,8 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         grace_ms: s.grace_ms,
         heartbeat_ms: s.heartbeat_ms,
         coalesce_ms: s.coalesce_ms,
+        immediate_burst: s.coalesce_burst,
+        immediate_per_sec: s.coalesce_burst,
         occupancy_interval_ms: s.occupancy_interval_ms,
         max_data_bytes: s.limits.max_data_bytes,
         max_channels_per_conn: s.limits.max_channels_per_conn,
@@ -87,7 +96,6 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         snapshot_chunk: 1_000,
         guests_watch: s.guests_watch,
         rules: ChannelRules::new(s.channels.clone()),
-        ..EngineConfig::default()
     }
 }
 
@@ -104,8 +112,9 @@ pub fn app(state: AppState) -> Router {
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
     let max = state.settings.limits.max_frame_bytes;
     // Small buffers: an idle connection should cost a few KiB, not the
-    // 128 KiB default read buffer.
-    ws.read_buffer_size(4 * 1024)
+    // 128 KiB default read buffer (frames larger than the buffer are read in
+    // several chunks).
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
@@ -122,7 +131,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let data_dir = settings.data_dir.clone();
-    let state = AppState::new(settings)?;
+    // A JWKS URL is fetched now, before anything is opened: a failure stops
+    // the start. A task then keeps the key set fresh.
+    let verifier = TokenVerifier::load(&settings).await?;
+    let state = AppState::with_verifier(settings, verifier)?;
+    let jwks_refresh = state.verifier.jwks_refresher().map(tokio::spawn);
     let state_hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
@@ -150,6 +163,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal_token.cancel();
     });
+    // Presence frames are small and latency-bound: never wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
@@ -157,6 +176,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tasks.wait().await;
     timers.abort();
     alive.abort();
+    if let Some(jwks_refresh) = jwks_refresh {
+        jwks_refresh.abort();
+    }
     // Connections closed with 1001 are inside grace now: the journal keeps
     // them online, and the next start gives them their window back.
     let sessions = state_hub.lock().engine().export_sessions();

@@ -25,6 +25,9 @@ use crate::auth::{AuthError, Claims};
 use crate::hub::{Outbox, Outgoing, now_ms};
 use crate::server::AppState;
 
+/// Most frames written between two flushes.
+const WRITE_BATCH: u64 = 64;
+
 /// Refused frames in a row after which a flooding client is closed 4429.
 const MAX_REFUSED_IN_A_ROW: u32 = 100;
 
@@ -162,7 +165,7 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
 
     let hub = &state.hub;
     let socket_id = hub.next_id();
-    let (outbox, mut rx) = Outbox::new(settings.limits.outbox_frames);
+    let outbox = Outbox::new(settings.limits.outbox_frames);
     let conn: ConnId = {
         let mut g = hub.lock();
         let mut fx = Effects::new();
@@ -194,29 +197,27 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break End::Close(1001, "server shutting down"),
-            item = rx.recv() => {
-                let Some(item) = item else { break End::Drop };
-                outbox.taken();
-                match item {
-                    Outgoing::Frame(f) => {
-                        if sink.feed(text(&f)).await.is_err() { break End::Drop; }
-                        hub.counters.frames_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        // Write what else is queued in one flush.
-                        let mut closing = None;
-                        while let Ok(more) = rx.try_recv() {
-                            outbox.taken();
-                            match more {
-                                Outgoing::Frame(f) => {
-                                    if sink.feed(text(&f)).await.is_err() { break; }
-                                }
-                                Outgoing::Close(code, reason) => { closing = Some((code, reason)); break; }
-                            }
+            item = outbox.recv() => {
+                // Write this item and what else is queued (a bounded batch)
+                // with one flush.
+                let mut next = Some(item);
+                let mut written = 0u64;
+                let mut closing = None;
+                while let Some(item) = next.take() {
+                    match item {
+                        Outgoing::Frame(f) => {
+                            if sink.feed(text(&f)).await.is_err() { break; }
+                            written += 1;
                         }
-                        if sink.flush().await.is_err() { break End::Drop; }
-                        if let Some((code, reason)) = closing { break End::Close(code, reason); }
+                        Outgoing::Close(code, reason) => { closing = Some((code, reason)); break; }
                     }
-                    Outgoing::Close(code, reason) => break End::Close(code, reason),
+                    if written < WRITE_BATCH {
+                        next = outbox.try_recv();
+                    }
                 }
+                hub.counters.frames_out.fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+                if let Some((code, reason)) = closing { break End::Close(code, reason); }
+                if sink.flush().await.is_err() { break End::Drop; }
                 if outbox.is_empty() && outbox.is_lagged() {
                     resync(&state, conn, &outbox);
                 }

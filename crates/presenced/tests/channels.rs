@@ -435,7 +435,11 @@ async fn publish_is_forbidden_where_the_rule_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_then_leave_inside_the_coalesce_window_sends_nothing() {
-    let s = Server::start(Opts::new().coalesce(400).grace(10_000)).await;
+    // A budget of one immediate frame: the first change goes out at once
+    // and turns the channel busy.
+    let mut opts = Opts::new().coalesce(400).grace(10_000);
+    opts.extra_args = vec!["--coalesce-burst".into(), "1".into()];
+    let s = Server::start(opts).await;
     let mut obs = s.user("obs").await;
     let mut view = obs.view("room:c").await;
     let mut b = s.user("bob").await;
