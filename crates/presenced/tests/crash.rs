@@ -130,17 +130,28 @@ async fn users_come_back_or_go_offline_once(how: Stop) {
     // Those who do not come back go offline when the window ends, once.
     let mut frames = Vec::new();
     let mut offline_frames = Vec::new();
-    for u in ["gone1", "gone2"] {
+    // In either order: both windows end at the same moment.
+    let mut pending = vec!["gone1", "gone2"];
+    while !pending.is_empty() {
         let (skipped, f) = watcher
             .until_within(
-                &format!("{u} offline"),
+                &format!("{pending:?} offline"),
                 Duration::from_millis(GRACE_MS + 5_000),
-                |f| f["t"] == "presence" && f["users"][u]["status"] == "offline",
+                |f| {
+                    f["t"] == "presence"
+                        && pending.iter().any(|u| f["users"][u]["status"] == "offline")
+                },
             )
             .await;
         frames.extend(skipped);
         frames.push(f.clone());
-        offline_frames.push((u, f));
+        pending.retain(|u| {
+            let gone = f["users"][u]["status"] == "offline";
+            if gone {
+                offline_frames.push((*u, f.clone()));
+            }
+            !gone
+        });
     }
     frames.extend(watcher.barrier().await);
     for f in &frames {
