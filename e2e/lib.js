@@ -153,9 +153,13 @@ export async function launchBrowser() {
   });
 }
 
-/** A page in a context of its own (own sessionStorage, own network state), with console errors collected. */
-export async function newPage(browser, { width = 1280, height = 820 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1 });
+/**
+ * A page in a context of its own (own sessionStorage, own network state), or
+ * another tab of `context` (same origin storage, BroadcastChannel and Web
+ * Locks), with console errors collected.
+ */
+export async function newPage(browser, { width = 1280, height = 820, context } = {}) {
+  context ??= await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (error) => page.errors.push(String(error)));
@@ -166,9 +170,9 @@ export async function newPage(browser, { width = 1280, height = 820 } = {}) {
   return page;
 }
 
-/** Opens the demo and signs in as `name`; resolves once connected and in the room. */
-export async function signIn(page, server, name, { room, base = server.base } = {}) {
-  await page.goto(base + "/" + (room ? `#${room}` : ""));
+/** Opens the demo (`query` e.g. "?share=1") and signs in as `name`; resolves once connected and in the room. */
+export async function signIn(page, server, name, { room, base = server.base, query = "" } = {}) {
+  await page.goto(base + "/" + query + (room ? `#${room}` : ""));
   await page.fill("#name", name);
   await page.click("#join");
   await waitConnected(page);

@@ -18,6 +18,10 @@ const STATE_TEXT = {
   disconnected: "disconnected",
 };
 
+// `?share=1`: the tabs of this browser share one connection (the SDK's
+// `shareAcrossTabs`): one tab holds the socket, the others go through it.
+const SHARE = new URLSearchParams(location.search).has("share");
+
 const $ = (id) => document.getElementById(id);
 const devTokens = document.querySelector('meta[name="presenced-dev-tokens"]')?.content === "true";
 
@@ -123,7 +127,7 @@ async function currentToken() {
 
 function start() {
   names.set(auth.user, auth.name);
-  client = createClient({ url: WS_URL, token: currentToken });
+  client = createClient({ url: WS_URL, token: currentToken, shareAcrossTabs: SHARE });
   record("state", { state: client.state });
   renderState(client.state);
   offs.push(
@@ -415,6 +419,10 @@ window.__demo = {
   },
   get room() {
     return roomName;
+  },
+  /** Whether this tab shares its connection with the other tabs (`?share=1`). */
+  get shared() {
+    return SHARE;
   },
   members(channel = `room:${roomName}`) {
     if (channel === EVERYONE) return everyone?.members().map((m) => m.user) ?? [];

@@ -61,6 +61,11 @@ export class ChannelView {
     return this.occupancyValue;
   }
 
+  /** The members and their `seq` while the view is live; null while it waits for a snapshot. */
+  snapshot(): { seq: number; members: Member[] } | null {
+    return this.live ? { seq: this.seq, members: this.memberList() } : null;
+  }
+
   /** Whether a complete snapshot has been received since the last gap or reconnect. */
   get synced(): boolean {
     return this.live;

@@ -3,18 +3,28 @@
  * connection. Clients for the same URL share one connection (and so one
  * socket and one server-side presence); each client keeps track of what it
  * took (channel handles, watches, listeners) so that `release()` gives back
- * exactly that.
+ * exactly that. With `shareAcrossTabs` the page's connection is carried by a
+ * `SharedLink` to the socket of the leader tab instead of a socket of its own,
+ * and this page's `Hub` holds that socket while this tab leads.
  */
 import { ChannelHandle, releasedClient, type HandleOwner } from "./channel.js";
-import { Connection, type ConnectionEvents } from "./connection.js";
+import { Connection, Hub, type ConnectionEvents } from "./connection.js";
 import type { Listener, Off } from "./emitter.js";
 import { resolveOptions, type ClientOptions } from "./options.js";
+import { defaultBroadcastChannel, defaultWindow } from "./runtime.js";
+import { SharedLink } from "./transport.js";
 import type { PresenceEntry } from "./protocol.js";
 import type { OwnStatus } from "./state-sync.js";
 import type { ConnectionState } from "./transport.js";
 
 /** Live connections of this page, one per URL. */
 const connections = new Map<string, Connection>();
+/**
+ * Connections shared across tabs, one per URL and page. The page is the
+ * `window` option (so that tests can play several tabs in one process).
+ */
+const sharedConnections = new WeakMap<object, Map<string, Connection>>();
+const NO_WINDOW = {};
 
 /**
  * Returns a client for `options.url`. The first client for a URL opens the
@@ -22,15 +32,39 @@ const connections = new Map<string, Connection>();
  * ignored) until every client has been released or one logged out.
  */
 export function createClient(options: ClientOptions): PresenceClient {
-  let connection = connections.get(options.url);
+  const registry = registryFor(options);
+  let connection = registry.get(options.url);
   if (!connection) {
-    connection = new Connection(resolveOptions(options), (closed) => {
-      if (connections.get(closed.options.url) === closed) connections.delete(closed.options.url);
-    });
-    connections.set(options.url, connection);
+    const resolved = resolveOptions(options);
+    const link =
+      registry === connections
+        ? null
+        : SharedLink.open(resolved, (leader, id, hooks, resume) => new Hub(leader, id, hooks, resume));
+    connection = new Connection(
+      resolved,
+      (closed) => {
+        if (registry.get(closed.options.url) === closed) registry.delete(closed.options.url);
+      },
+      link ? { link } : {},
+    );
+    registry.set(options.url, connection);
   }
   connection.acquire();
   return new PresenceClient(connection);
+}
+
+/** Where the page's connection for these options lives: shared across tabs only where a BroadcastChannel exists. */
+function registryFor(options: ClientOptions): Map<string, Connection> {
+  if (options.shareAcrossTabs !== true) return connections;
+  const channel = options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel;
+  if (!channel) return connections;
+  const page = (options.window === undefined ? defaultWindow() : options.window) ?? NO_WINDOW;
+  let registry = sharedConnections.get(page);
+  if (!registry) {
+    registry = new Map();
+    sharedConnections.set(page, registry);
+  }
+  return registry;
 }
 
 export class PresenceClient implements HandleOwner {

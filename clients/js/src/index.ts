@@ -22,9 +22,12 @@ export {
   type UserStatus,
 } from "./protocol.js";
 export type {
+  BroadcastChannelConstructor,
+  BroadcastChannelLike,
   Clock,
   DocumentLike,
   EventSourceLike,
+  LockManagerLike,
   StorageLike,
   TimerHandle,
   WebSocketConstructor,

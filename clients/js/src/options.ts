@@ -3,14 +3,18 @@
  */
 import type { BackoffOptions } from "./backoff.js";
 import {
+  defaultBroadcastChannel,
   defaultDocument,
+  defaultLocks,
   defaultSessionStorage,
   defaultWebSocket,
   defaultWindow,
   systemClock,
+  type BroadcastChannelConstructor,
   type Clock,
   type DocumentLike,
   type EventSourceLike,
+  type LockManagerLike,
   type StorageLike,
   type WebSocketConstructor,
 } from "./runtime.js";
@@ -51,6 +55,17 @@ export interface ClientOptions {
   refreshBeforeExpiryMs?: number;
   /** Sent to the server as `hello.client`. */
   clientName?: string;
+  /**
+   * Share one connection among all tabs of this origin that use this `url`:
+   * one tab (the leader, elected with Web Locks) holds the socket and the
+   * other tabs talk to it over a BroadcastChannel. Silently a connection of
+   * this page's own where there is no BroadcastChannel. Default false.
+   */
+  shareAcrossTabs?: boolean;
+  /** BroadcastChannel for `shareAcrossTabs`. Default the host's in browsers (not in Node); null disables sharing. */
+  BroadcastChannel?: BroadcastChannelConstructor | null;
+  /** Web Locks for the leader election of `shareAcrossTabs`. Default `navigator.locks`; null elects by heartbeats. */
+  locks?: LockManagerLike | null;
 }
 
 export interface ResolvedOptions {
@@ -69,6 +84,9 @@ export interface ResolvedOptions {
   awayAfterHiddenMs: number | null;
   refreshBeforeExpiryMs: number;
   clientName: string;
+  shareAcrossTabs: boolean;
+  BroadcastChannel: BroadcastChannelConstructor | null;
+  locks: LockManagerLike | null;
 }
 
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
@@ -92,5 +110,8 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60_000 : options.awayAfterHiddenMs,
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30_000,
     clientName: options.clientName ?? CLIENT_NAME,
+    shareAcrossTabs: options.shareAcrossTabs === true,
+    BroadcastChannel: options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel,
+    locks: options.locks === undefined ? defaultLocks() : options.locks,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * Everything the client takes from its environment, behind small interfaces so
  * that tests (or non-browser hosts) can supply their own: the WebSocket
- * constructor, timers and clock, randomness, storage and the page's events.
+ * constructor, timers and clock, randomness, storage, the page's events, and
+ * for `shareAcrossTabs` the BroadcastChannel and Web Locks.
  */
 
 /** The part of the WebSocket API the client uses (browsers and the `ws` package both fit). */
@@ -42,6 +43,29 @@ export interface DocumentLike extends EventSourceLike {
   readonly visibilityState: string;
 }
 
+/** The part of the BroadcastChannel API the client uses (`shareAcrossTabs`). */
+export interface BroadcastChannelLike {
+  onmessage: ((event: { data: unknown }) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+
+export type BroadcastChannelConstructor = new (name: string) => BroadcastChannelLike;
+
+/** The part of the Web Locks API (`navigator.locks`) the client uses (`shareAcrossTabs`). */
+export interface LockManagerLike {
+  /**
+   * Calls `callback` once the exclusive lock `name` is granted and holds it
+   * until the promise the callback returns settles. An aborted `signal`
+   * withdraws a request not granted yet (the returned promise then rejects).
+   */
+  request(
+    name: string,
+    options: { signal?: AbortSignal },
+    callback: (lock: unknown) => Promise<void> | void,
+  ): Promise<unknown>;
+}
+
 /** Timers and clock of the host, looked up at call time so that test fakes installed later apply. */
 export const systemClock: Clock = {
   now: () => Date.now(),
@@ -75,6 +99,27 @@ export function defaultWindow(): EventSourceLike | null {
 export function defaultDocument(): DocumentLike | null {
   const doc = (globalThis as { document?: DocumentLike }).document;
   return doc && typeof doc.addEventListener === "function" ? doc : null;
+}
+
+/**
+ * The host's BroadcastChannel in a browser page or worker. Node has one too,
+ * but no tabs to share with (and an open channel keeps the process alive).
+ */
+export function defaultBroadcastChannel(): BroadcastChannelConstructor | null {
+  const host = globalThis as {
+    BroadcastChannel?: BroadcastChannelConstructor;
+    document?: unknown;
+    WorkerGlobalScope?: unknown;
+  };
+  if (typeof host.BroadcastChannel !== "function") return null;
+  if (host.document === undefined && host.WorkerGlobalScope === undefined) return null;
+  return host.BroadcastChannel;
+}
+
+/** `navigator.locks` when the host has Web Locks. */
+export function defaultLocks(): LockManagerLike | null {
+  const locks = (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks;
+  return locks && typeof locks.request === "function" ? locks : null;
 }
 
 /** Subscribes to an event on an optional source and returns the unsubscribe function. */

@@ -1,15 +1,24 @@
 /**
- * The socket's life: connect, `hello`/`welcome`, heartbeats, and reconnects
- * with full-jitter backoff according to the close code. It knows nothing of
- * channels; it hands every frame after `welcome` to its owner.
+ * What carries a connection's frames.
+ *
+ * `Transport`: the socket's life: connect, `hello`/`welcome`, heartbeats, and
+ * reconnects with full-jitter backoff according to the close code. It knows
+ * nothing of channels; it hands every frame after `welcome` to its owner.
+ *
+ * With `shareAcrossTabs`, `SharedLink` instead: the tab's side of a socket
+ * shared by the tabs of the origin, over a BroadcastChannel — the messages
+ * tabs exchange, the election of the leader tab (which holds the socket; its
+ * side is the `Hub` in connection.ts), and the tab's virtual connection to it.
  */
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
-import { errorFromFrame, toPresenceError, type PresenceError } from "./errors.js";
+import { PresenceError, errorFromFrame, toPresenceError } from "./errors.js";
+import type { ResolvedOptions } from "./options.js";
 import {
   CloseCode,
   REPLACED_REASON,
   type ClientFrame,
+  type ErrorCode,
   type OutgoingFrame,
   type ServerFrame,
   type WelcomeFrame,
@@ -17,8 +26,10 @@ import {
 import {
   Timer,
   listen,
+  type BroadcastChannelLike,
   type Clock,
   type EventSourceLike,
+  type LockManagerLike,
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./runtime.js";
@@ -43,6 +54,28 @@ export interface TransportEvents {
   /** Closed with 4409 by the server's HTTP API: no reconnect. */
   kicked: CloseInfo;
   error: PresenceError;
+  /** The session was ended elsewhere (a `logout()` in another tab sharing the connection). */
+  ended: PresenceError;
+}
+
+/**
+ * What a connection needs from the thing that carries its frames: a
+ * `Transport` (its own socket) or a `SharedLink` (the socket of another tab,
+ * with `shareAcrossTabs`).
+ */
+export interface Link {
+  readonly events: Emitter<TransportEvents>;
+  readonly state: ConnectionState;
+  readonly isConnected: boolean;
+  /** The token the connection is authenticated with (null when another tab holds it). */
+  readonly currentToken: string | null;
+  /** A `refresh` succeeded: the connection now runs on this token. */
+  tokenRefreshed(token: string): void;
+  start(): void;
+  /** Closes for good (until `start` again). */
+  stop(): void;
+  /** Writes a frame to the live connection; false when there is none. */
+  send(frame: OutgoingFrame | ClientFrame): boolean;
 }
 
 export interface TransportOptions {
@@ -64,7 +97,7 @@ export interface TransportOptions {
 const CLIENT_TIMEOUT = 4000;
 const WS_CLOSING = 2;
 
-export class Transport {
+export class Transport implements Link {
   readonly events = new Emitter<TransportEvents>();
   private ws: WebSocketLike | null = null;
   private stateValue: ConnectionState = "disconnected";
@@ -324,6 +357,726 @@ export class Transport {
 
   private onOnline(): void {
     if (!this.stopped && this.retryTimer.pending) this.connect();
+  }
+
+  private setState(state: ConnectionState): void {
+    if (state === this.stateValue) return;
+    this.stateValue = state;
+    this.events.emit("state", state);
+  }
+}
+
+// ================================================================== sharing across tabs: messages
+
+/*
+ * The messages tabs exchange over their BroadcastChannel with
+ * `shareAcrossTabs` (one channel per server URL). Every message names its
+ * sender (`from`, a random id per tab and connection); `to`, when present,
+ * names the recipients and everyone else ignores it.
+ *
+ * - Election: `discover` (who leads?), `leader` (I lead, in `term`),
+ *   `resign` (I stop leading), `claim` (heartbeat election only).
+ * - Tab to leader: `attach` (open a virtual connection), `req` (a request
+ *   frame on that virtual connection `conn`), `detach`, `alive` (heartbeat
+ *   election only).
+ * - Leader to tabs: `welcome` (the virtual connection is up), `frame` (a
+ *   server frame or a reply), `lost` (the real connection dropped; a new
+ *   `welcome` follows), `reset` (unknown tab: attach again), `error` and
+ *   `kicked` (from the real connection).
+ * - Anyone: `logout` (every tab ends its presence).
+ */
+
+export const MESSAGE_VERSION = 1;
+
+export type TabMessageBody =
+  | { kind: "discover" }
+  | { kind: "leader"; term: number }
+  | { kind: "claim"; term: number }
+  | { kind: "resign" }
+  | { kind: "logout" }
+  | { kind: "attach"; to: string }
+  | { kind: "detach"; to: string }
+  | { kind: "alive"; to: string }
+  | { kind: "req"; to: string; conn: string; frame: OutgoingFrame }
+  | { kind: "welcome"; to: string; conn: string; user: string | null; resumed: boolean; grace_ms: number }
+  | { kind: "frame"; to: string[]; frame: ServerFrame }
+  | { kind: "lost" }
+  | { kind: "reset"; to: string }
+  | { kind: "error"; code: ErrorCode; message: string }
+  | { kind: "kicked"; code: number; reason: string };
+
+export type TabMessage = TabMessageBody & { v: typeof MESSAGE_VERSION; from: string };
+
+export type MessageOf<K extends TabMessage["kind"]> = Extract<TabMessage, { kind: K }>;
+
+export function isTabMessage(data: unknown): data is TabMessage {
+  if (typeof data !== "object" || data === null) return false;
+  const message = data as { v?: unknown; kind?: unknown; from?: unknown };
+  return message.v === MESSAGE_VERSION && typeof message.kind === "string" && typeof message.from === "string";
+}
+
+/** Whether a message is meant for `id` (messages without `to` are for everyone). */
+export function isFor(message: object, id: string): boolean {
+  const { to } = message as { to?: string | string[] };
+  if (to === undefined) return true;
+  return typeof to === "string" ? to === id : to.includes(id);
+}
+
+/** Whether a message has recipients other than `id`. */
+export function isForOthers(message: object, id: string): boolean {
+  const { to } = message as { to?: string | string[] };
+  if (to === undefined) return true;
+  return typeof to === "string" ? to !== id : to.some((recipient) => recipient !== id);
+}
+
+export function channelName(url: string): string {
+  return `presenced:tabs:${url}`;
+}
+
+export function leaderLockName(url: string): string {
+  return `presenced:leader:${url}`;
+}
+
+/** Held by every tab while it takes part; granted to the leader once the tab is gone. */
+export function tabLockName(url: string, tab: string): string {
+  return `presenced:tab:${url}:${tab}`;
+}
+
+let counter = 0;
+
+/** A random id for a tab's part in sharing (not security sensitive). */
+export function randomId(): string {
+  const crypto = (globalThis as { crypto?: { getRandomValues?<T extends Uint8Array>(array: T): T } }).crypto;
+  let random = "";
+  if (crypto && typeof crypto.getRandomValues === "function") {
+    random = Array.from(crypto.getRandomValues(new Uint8Array(9)), (b) => b.toString(16).padStart(2, "0")).join("");
+  } else {
+    random = Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  }
+  counter += 1;
+  return `${random}-${counter.toString(36)}`;
+}
+
+/** A copy as a BroadcastChannel would deliver it, for messages a tab sends to itself. */
+export function cloneMessage<T>(message: T): T {
+  const clone = (globalThis as { structuredClone?: <V>(value: V) => V }).structuredClone;
+  return typeof clone === "function" ? clone(message) : (JSON.parse(JSON.stringify(message)) as T);
+}
+
+/** An AbortController where the host has one. */
+export function abortController(): AbortController | null {
+  return typeof AbortController === "function" ? new AbortController() : null;
+}
+
+/** Without Web Locks, how often followers tell the leader they are alive. */
+export const ALIVE_MS = 1_000;
+
+export interface HubHooks {
+  /** Sends a message to tabs (the hub's own tab included). */
+  post(message: TabMessageBody): void;
+}
+
+/** The leader's side, started when this tab is elected: a `Hub` (in connection.ts). */
+export interface TabHub {
+  /** A message a tab sent to the leader. */
+  receive(message: TabMessage): void;
+  /** Closes the real connection without `bye`. */
+  close(): void;
+  /** `bye` on the real connection, then close. */
+  logout(): void;
+}
+
+export type HubFactory = (options: ResolvedOptions, id: string, hooks: HubHooks, resume: boolean) => TabHub;
+
+// ================================================================== sharing across tabs: leader election
+
+/*
+ * Which tab leads (holds the real socket) with `shareAcrossTabs`.
+ *
+ * `LockElector`: the leader is the tab holding the Web Lock
+ * `presenced:leader:<url>`; every other tab waits in the lock's queue, so when
+ * the leader closes or crashes the browser hands the lock to the next tab at
+ * once. Tabs learn who leads from `leader` announcements (sent on election
+ * and in answer to `discover`).
+ *
+ * `LeaseElector` (no Web Locks): the leader announces itself every
+ * `heartbeatMs`; a tab that has heard nothing for `timeoutMs` (or on
+ * `resign`) claims the next term and leads unless, within `claimMs`, a live
+ * leader or a better claim (higher term, then smaller id) shows up. Two
+ * leaders resolve the same way: the worse one steps down.
+ */
+
+export interface ElectorHooks {
+  post(message: TabMessageBody): void;
+  /** This tab leads now. */
+  elected(): void;
+  /** This tab no longer leads (heartbeat election only; a lock is held until `stop`). */
+  deposed(): void;
+  /** Another tab leads, or (null) nobody is known to lead. */
+  leader(id: string | null): void;
+}
+
+export interface Elector {
+  start(): void;
+  stop(): void;
+  receive(message: TabMessage): void;
+}
+
+type ElectionMessage = MessageOf<"discover" | "leader" | "claim" | "resign">;
+
+export class LockElector implements Elector {
+  private leading = false;
+  private leaderId: string | null = null;
+  private term = 0;
+  private stopped = false;
+  private release: () => void = () => {};
+  /** Tabs that resigned: a late announcement of theirs is stale. */
+  private readonly resigned = new Set<string>();
+
+  constructor(
+    private readonly id: string,
+    private readonly locks: LockManagerLike,
+    private readonly lockName: string,
+    private readonly hooks: ElectorHooks,
+  ) {}
+
+  start(): void {
+    this.hooks.post({ kind: "discover" });
+    const controller = abortController();
+    this.release = () => controller?.abort();
+    this.locks
+      .request(this.lockName, controller ? { signal: controller.signal } : {}, () => {
+        if (this.stopped) return undefined;
+        return new Promise<void>((resolve) => {
+          this.release = resolve;
+          this.leading = true;
+          this.term += 1;
+          this.leaderId = this.id;
+          this.hooks.elected();
+          this.announce();
+        });
+      })
+      .catch(() => {
+        // Aborted: this tab stopped before it was its turn.
+      });
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.leading) {
+      this.leading = false;
+      this.hooks.post({ kind: "resign" });
+    }
+    this.release();
+  }
+
+  receive(message: TabMessage): void {
+    if (message.from === this.id || this.stopped) return;
+    const m = message as ElectionMessage;
+    switch (m.kind) {
+      case "discover":
+        if (this.leading) this.announce();
+        break;
+      case "leader":
+        this.term = Math.max(this.term, m.term);
+        // The lock makes one leader at a time: the latest announcement is the one.
+        if (this.leading || m.from === this.leaderId || this.resigned.has(m.from)) return;
+        this.leaderId = m.from;
+        this.hooks.leader(m.from);
+        break;
+      case "resign":
+        this.resigned.add(m.from);
+        if (m.from === this.leaderId) {
+          this.leaderId = null;
+          this.hooks.leader(null);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private announce(): void {
+    this.hooks.post({ kind: "leader", term: this.term });
+  }
+}
+
+export interface LeaseTimings {
+  heartbeatMs: number;
+  timeoutMs: number;
+  claimMs: number;
+}
+
+export const LEASE_TIMINGS: LeaseTimings = { heartbeatMs: 400, timeoutMs: 1500, claimMs: 250 };
+
+interface Rank {
+  term: number;
+  id: string;
+}
+
+/** Higher term wins, then the smaller id. */
+function better(a: Rank, b: Rank): boolean {
+  return a.term > b.term || (a.term === b.term && a.id < b.id);
+}
+
+export class LeaseElector implements Elector {
+  private leading = false;
+  private leaderId: string | null = null;
+  private leaderTerm = 0;
+  private lastHeard = 0;
+  private maxTerm = 0;
+  private claimTerm: number | null = null;
+  private stopped = true;
+  private readonly heartbeat: Timer;
+  private readonly watchdog: Timer;
+  private readonly claimTimer: Timer;
+
+  constructor(
+    private readonly id: string,
+    private readonly clock: Clock,
+    private readonly hooks: ElectorHooks,
+    private readonly timings: LeaseTimings = LEASE_TIMINGS,
+  ) {
+    this.heartbeat = new Timer(clock);
+    this.watchdog = new Timer(clock);
+    this.claimTimer = new Timer(clock);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.hooks.post({ kind: "discover" });
+    // Nobody answered the discover in time: nobody leads.
+    this.claimTimer.start(this.timings.claimMs, () => {
+      if (!this.leading && this.leaderId === null) this.claim();
+    });
+    this.watch();
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.heartbeat.cancel();
+    this.watchdog.cancel();
+    this.claimTimer.cancel();
+    if (this.leading) {
+      this.leading = false;
+      this.hooks.post({ kind: "resign" });
+    }
+  }
+
+  receive(message: TabMessage): void {
+    if (message.from === this.id || this.stopped) return;
+    const m = message as ElectionMessage;
+    switch (m.kind) {
+      case "discover":
+        if (this.leading) this.announce();
+        break;
+      case "leader":
+        this.heardLeader(m.from, m.term);
+        break;
+      case "claim":
+        this.maxTerm = Math.max(this.maxTerm, m.term);
+        if (this.leading) {
+          this.announce();
+        } else if (this.claimTerm !== null && better({ term: m.term, id: m.from }, { term: this.claimTerm, id: this.id })) {
+          // A better claim: let it win; the watchdog claims again if it does not.
+          this.claimTerm = null;
+          this.claimTimer.cancel();
+        }
+        break;
+      case "resign":
+        if (m.from === this.leaderId) {
+          this.leaderId = null;
+          this.hooks.leader(null);
+          this.claim();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private heardLeader(from: string, term: number): void {
+    this.maxTerm = Math.max(this.maxTerm, term);
+    const now = this.clock.now();
+    if (this.leading) {
+      if (better({ term, id: from }, { term: this.leaderTerm, id: this.id })) {
+        this.leading = false;
+        this.heartbeat.cancel();
+        this.hooks.deposed();
+        this.follow(from, term, now);
+      } else {
+        this.announce();
+      }
+      return;
+    }
+    // A live leader: no claim needed.
+    this.claimTerm = null;
+    this.claimTimer.cancel();
+    if (from === this.leaderId) {
+      this.lastHeard = now;
+      this.leaderTerm = Math.max(this.leaderTerm, term);
+      return;
+    }
+    const expired = now - this.lastHeard > this.timings.timeoutMs;
+    if (this.leaderId === null || expired || better({ term, id: from }, { term: this.leaderTerm, id: this.leaderId })) {
+      this.follow(from, term, now);
+    }
+  }
+
+  private follow(id: string, term: number, now: number): void {
+    this.leaderId = id;
+    this.leaderTerm = term;
+    this.lastHeard = now;
+    this.hooks.leader(id);
+  }
+
+  private watch(): void {
+    this.watchdog.start(this.timings.heartbeatMs, () => {
+      if (!this.leading && this.claimTerm === null) {
+        if (this.leaderId !== null && this.clock.now() - this.lastHeard > this.timings.timeoutMs) {
+          this.leaderId = null;
+          this.hooks.leader(null);
+          this.claim();
+        } else if (this.leaderId === null && !this.claimTimer.pending) {
+          this.claim();
+        }
+      }
+      this.watch();
+    });
+  }
+
+  private claim(): void {
+    if (this.stopped || this.leading) return;
+    const term = this.maxTerm + 1;
+    this.claimTerm = term;
+    this.hooks.post({ kind: "claim", term });
+    this.claimTimer.start(this.timings.claimMs, () => {
+      if (this.claimTerm === term) this.lead(term);
+    });
+  }
+
+  private lead(term: number): void {
+    this.claimTerm = null;
+    this.leading = true;
+    this.leaderId = this.id;
+    this.leaderTerm = term;
+    this.maxTerm = Math.max(this.maxTerm, term);
+    this.hooks.elected();
+    this.announce();
+    const beat = (): void => {
+      this.heartbeat.start(this.timings.heartbeatMs, () => {
+        this.announce();
+        beat();
+      });
+    };
+    beat();
+  }
+
+  private announce(): void {
+    this.hooks.post({ kind: "leader", term: this.leaderTerm });
+  }
+}
+
+// ================================================================== sharing across tabs: the tab's link
+
+/*
+ * A tab's link to the connection it shares with the other tabs of the origin
+ * (`shareAcrossTabs`). To its `Connection` it looks like a transport: it
+ * connects, is welcomed, carries request frames and delivers server frames,
+ * drops and comes back. Underneath, the frames go over a BroadcastChannel to
+ * the leader tab's `Hub`, which owns the real socket.
+ *
+ * The link takes part in the leader election (above). When this tab is
+ * elected it starts a hub and attaches to it like any other tab (messages to
+ * itself are delivered in-process). When the leader changes, the virtual
+ * connection drops and the link attaches to the new leader, which welcomes it
+ * with `resumed: false` once its socket is up; the `Connection` then re-sends
+ * everything the tab wants, exactly as after a reconnect without resume.
+ *
+ * With Web Locks every tab holds a lock of its own (`tabLockName`) while it
+ * takes part, which the leader uses to find out when a tab is gone.
+ */
+
+export class SharedLink implements Link {
+  readonly events = new Emitter<TransportEvents>();
+  /** This tab's id in the group (a fresh one for every link). */
+  readonly id = randomId();
+  private readonly channel: BroadcastChannelLike;
+  private readonly elector: Elector;
+  private readonly aliveTimer: Timer;
+  private stateValue: ConnectionState = "disconnected";
+  private stopped = true;
+  private hasConnected = false;
+  /** The current virtual connection's id; null while there is none. */
+  private conn: string | null = null;
+  /** The tab this link attaches to (this tab itself when it leads). */
+  private leader: string | null = null;
+  /** Once another tab led, a session kept in this tab's storage is not the group's any more. */
+  private sawOtherLeader = false;
+  private hub: TabHub | null = null;
+  private releaseTabLock: () => void = () => {};
+  /** Messages this tab sent to itself, delivered from a microtask (or at once by `stop`). */
+  private readonly local: TabMessage[] = [];
+
+  /**
+   * Opens the BroadcastChannel; returns null where it cannot be opened (the
+   * caller then makes a connection of the page's own).
+   */
+  static open(options: ResolvedOptions, startHub: HubFactory): SharedLink | null {
+    const BroadcastChannel = options.BroadcastChannel;
+    if (!BroadcastChannel) return null;
+    let channel: BroadcastChannelLike;
+    try {
+      channel = new BroadcastChannel(channelName(options.url));
+    } catch {
+      return null;
+    }
+    return new SharedLink(options, channel, startHub);
+  }
+
+  private constructor(
+    private readonly options: ResolvedOptions,
+    channel: BroadcastChannelLike,
+    private readonly startHub: HubFactory,
+  ) {
+    this.channel = channel;
+    this.aliveTimer = new Timer(options.clock);
+    const hooks = {
+      post: (message: TabMessageBody) => this.post(message),
+      elected: () => this.elected(),
+      deposed: () => this.deposed(),
+      leader: (id: string | null) => this.follow(id),
+    };
+    this.elector = options.locks
+      ? new LockElector(this.id, options.locks, leaderLockName(options.url), hooks)
+      : new LeaseElector(this.id, options.clock, hooks);
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  get isConnected(): boolean {
+    return this.conn !== null;
+  }
+
+  /** The leader tab's connection holds (and refreshes) the token. */
+  get currentToken(): string | null {
+    return null;
+  }
+
+  tokenRefreshed(): void {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.setState("connecting");
+    this.channel.onmessage = (event) => this.dispatch(event.data);
+    const { locks } = this.options;
+    if (!locks) {
+      this.elector.start();
+      this.sayAlive();
+      return;
+    }
+    // Hold this tab's own lock before anyone can ask for it.
+    const controller = abortController();
+    this.releaseTabLock = () => controller?.abort();
+    locks
+      .request(tabLockName(this.options.url, this.id), controller ? { signal: controller.signal } : {}, () => {
+        if (this.stopped) return undefined;
+        return new Promise<void>((resolve) => {
+          this.releaseTabLock = resolve;
+          this.elector.start();
+        });
+      })
+      .catch(() => {});
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    // What this tab asked of its own hub last (the unsubscribes of a release) still goes out.
+    const pending = this.local.splice(0);
+    if (this.hub) {
+      for (const message of pending) {
+        if (message.kind === "req" || message.kind === "detach") this.hub.receive(message);
+      }
+      this.hub.close();
+      this.hub = null;
+    } else if (this.leader !== null) {
+      this.post({ kind: "detach", to: this.leader });
+    }
+    this.elector.stop();
+    this.stopped = true;
+    this.conn = null;
+    this.leader = null;
+    this.aliveTimer.cancel();
+    this.releaseTabLock();
+    this.channel.onmessage = null;
+    try {
+      this.channel.close();
+    } catch {
+      // Closing twice, or a host that throws: nothing more to do.
+    }
+    this.setState("disconnected");
+  }
+
+  send(frame: OutgoingFrame | ClientFrame): boolean {
+    if (this.stopped) return false;
+    if (frame.t === "bye") {
+      this.logoutEverywhere();
+      return true;
+    }
+    if (this.conn === null || this.leader === null) return false;
+    // The leader's connection has its own heartbeat and token refresh.
+    if (frame.t === "ping" || frame.t === "refresh") return true;
+    this.post({ kind: "req", to: this.leader, conn: this.conn, frame });
+    return true;
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  private post(body: TabMessageBody): void {
+    const message = { ...body, v: MESSAGE_VERSION, from: this.id } as TabMessage;
+    if (isForOthers(message, this.id)) {
+      try {
+        this.channel.postMessage(message);
+      } catch {
+        // A closed channel (the tab is going away): the others find out by the election.
+      }
+    }
+    if (isFor(message, this.id)) {
+      this.local.push(cloneMessage(message));
+      if (this.local.length === 1) queueMicrotask(() => this.deliverLocal());
+    }
+  }
+
+  private deliverLocal(): void {
+    while (this.local.length > 0) this.dispatch(this.local.shift());
+  }
+
+  private dispatch(data: unknown): void {
+    if (this.stopped || !isTabMessage(data) || !isFor(data, this.id)) return;
+    const message = data;
+    switch (message.kind) {
+      case "discover":
+      case "leader":
+      case "claim":
+      case "resign":
+        this.elector.receive(message);
+        break;
+      case "logout":
+        if (message.from !== this.id) this.endedElsewhere();
+        break;
+      case "attach":
+      case "detach":
+      case "alive":
+      case "req":
+        this.hub?.receive(message);
+        break;
+      default:
+        if (message.from === this.leader) this.fromLeader(message);
+        break;
+    }
+  }
+
+  private fromLeader(message: TabMessage): void {
+    switch (message.kind) {
+      case "welcome": {
+        if (this.conn !== null) this.drop("welcomed again");
+        this.conn = message.conn;
+        this.hasConnected = true;
+        this.events.emit("welcome", {
+          t: "welcome",
+          conn: message.conn,
+          user: message.user,
+          session: "",
+          resumed: message.resumed,
+          heartbeat_ms: 0,
+          grace_ms: message.grace_ms,
+        });
+        if (this.conn === message.conn && !this.stopped) this.setState("connected");
+        break;
+      }
+      case "frame":
+        if (this.conn !== null) this.events.emit("frame", message.frame);
+        break;
+      case "lost":
+        this.drop("the leader's connection dropped");
+        break;
+      case "reset":
+        this.drop("the leader does not know this tab");
+        if (this.leader !== null) this.post({ kind: "attach", to: this.leader });
+        break;
+      case "error":
+        this.events.emit("error", new PresenceError(message.code, message.message));
+        break;
+      case "kicked":
+        this.events.emit("kicked", { code: message.code, reason: message.reason });
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ------------------------------------------------------------------ election
+
+  private elected(): void {
+    if (this.stopped) return;
+    this.hub = this.startHub(this.options, this.id, { post: (message) => this.post(message) }, !this.sawOtherLeader);
+    this.follow(this.id);
+  }
+
+  private deposed(): void {
+    this.hub?.close();
+    this.hub = null;
+  }
+
+  /** Attaches to the tab that leads now (or waits, with null). */
+  private follow(id: string | null): void {
+    if (this.stopped || id === this.leader) return;
+    if (id !== null && id !== this.id) this.sawOtherLeader = true;
+    this.drop("the leader changed");
+    this.leader = id;
+    if (id !== null) this.post({ kind: "attach", to: id });
+  }
+
+  /** Without Web Locks the leader learns that a tab is gone when it stops saying it is alive. */
+  private sayAlive(): void {
+    this.aliveTimer.start(ALIVE_MS, () => {
+      if (this.leader !== null && this.leader !== this.id) this.post({ kind: "alive", to: this.leader });
+      this.sayAlive();
+    });
+  }
+
+  // ------------------------------------------------------------------ ends
+
+  /** The virtual connection is gone; the tab waits for the next welcome. */
+  private drop(reason: string): void {
+    if (this.conn === null) return;
+    this.conn = null;
+    this.events.emit("lost", { code: CloseCode.GoingAway, reason });
+    if (!this.stopped) this.setState(this.hasConnected ? "reconnecting" : "connecting");
+  }
+
+  /** `logout()` in this tab: the leader says `bye`, and every tab ends. */
+  private logoutEverywhere(): void {
+    if (this.hub) {
+      this.hub.logout();
+      this.hub = null;
+    }
+    this.post({ kind: "logout" });
+  }
+
+  /** `logout()` in another tab. */
+  private endedElsewhere(): void {
+    if (this.hub) {
+      this.hub.logout();
+      this.hub = null;
+    }
+    this.events.emit("ended", new PresenceError("unavailable", "logged out in another tab"));
   }
 
   private setState(state: ConnectionState): void {

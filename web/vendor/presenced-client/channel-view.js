@@ -24,6 +24,10 @@ export class ChannelView {
     occupancy() {
         return this.occupancyValue;
     }
+    /** The members and their `seq` while the view is live; null while it waits for a snapshot. */
+    snapshot() {
+        return this.live ? { seq: this.seq, members: this.memberList() } : null;
+    }
     /** Whether a complete snapshot has been received since the last gap or reconnect. */
     get synced() {
         return this.live;

@@ -1,4 +1,4 @@
-import { defaultDocument, defaultSessionStorage, defaultWebSocket, defaultWindow, systemClock, } from "./runtime.js";
+import { defaultBroadcastChannel, defaultDocument, defaultLocks, defaultSessionStorage, defaultWebSocket, defaultWindow, systemClock, } from "./runtime.js";
 import { CLIENT_NAME } from "./version.js";
 export function resolveOptions(options) {
     const WebSocket = options.WebSocket ?? defaultWebSocket();
@@ -21,5 +21,8 @@ export function resolveOptions(options) {
         awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60000 : options.awayAfterHiddenMs,
         refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30000,
         clientName: options.clientName ?? CLIENT_NAME,
+        shareAcrossTabs: options.shareAcrossTabs === true,
+        BroadcastChannel: options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel,
+        locks: options.locks === undefined ? defaultLocks() : options.locks,
     };
 }

@@ -1,7 +1,8 @@
 /**
  * Everything the client takes from its environment, behind small interfaces so
  * that tests (or non-browser hosts) can supply their own: the WebSocket
- * constructor, timers and clock, randomness, storage and the page's events.
+ * constructor, timers and clock, randomness, storage, the page's events, and
+ * for `shareAcrossTabs` the BroadcastChannel and Web Locks.
  */
 /** Timers and clock of the host, looked up at call time so that test fakes installed later apply. */
 export const systemClock = {
@@ -34,6 +35,23 @@ export function defaultWindow() {
 export function defaultDocument() {
     const doc = globalThis.document;
     return doc && typeof doc.addEventListener === "function" ? doc : null;
+}
+/**
+ * The host's BroadcastChannel in a browser page or worker. Node has one too,
+ * but no tabs to share with (and an open channel keeps the process alive).
+ */
+export function defaultBroadcastChannel() {
+    const host = globalThis;
+    if (typeof host.BroadcastChannel !== "function")
+        return null;
+    if (host.document === undefined && host.WorkerGlobalScope === undefined)
+        return null;
+    return host.BroadcastChannel;
+}
+/** `navigator.locks` when the host has Web Locks. */
+export function defaultLocks() {
+    const locks = globalThis.navigator?.locks;
+    return locks && typeof locks.request === "function" ? locks : null;
 }
 /** Subscribes to an event on an optional source and returns the unsubscribe function. */
 export function listen(source, type, listener) {

@@ -1,11 +1,18 @@
 /**
- * The socket's life: connect, `hello`/`welcome`, heartbeats, and reconnects
- * with full-jitter backoff according to the close code. It knows nothing of
- * channels; it hands every frame after `welcome` to its owner.
+ * What carries a connection's frames.
+ *
+ * `Transport`: the socket's life: connect, `hello`/`welcome`, heartbeats, and
+ * reconnects with full-jitter backoff according to the close code. It knows
+ * nothing of channels; it hands every frame after `welcome` to its owner.
+ *
+ * With `shareAcrossTabs`, `SharedLink` instead: the tab's side of a socket
+ * shared by the tabs of the origin, over a BroadcastChannel — the messages
+ * tabs exchange, the election of the leader tab (which holds the socket; its
+ * side is the `Hub` in connection.ts), and the tab's virtual connection to it.
  */
 import { backoffDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
-import { errorFromFrame, toPresenceError } from "./errors.js";
+import { PresenceError, errorFromFrame, toPresenceError } from "./errors.js";
 import { CloseCode, REPLACED_REASON, } from "./protocol.js";
 import { Timer, listen, } from "./runtime.js";
 import { isProvider } from "./token.js";
@@ -271,6 +278,620 @@ export class Transport {
     onOnline() {
         if (!this.stopped && this.retryTimer.pending)
             this.connect();
+    }
+    setState(state) {
+        if (state === this.stateValue)
+            return;
+        this.stateValue = state;
+        this.events.emit("state", state);
+    }
+}
+// ================================================================== sharing across tabs: messages
+/*
+ * The messages tabs exchange over their BroadcastChannel with
+ * `shareAcrossTabs` (one channel per server URL). Every message names its
+ * sender (`from`, a random id per tab and connection); `to`, when present,
+ * names the recipients and everyone else ignores it.
+ *
+ * - Election: `discover` (who leads?), `leader` (I lead, in `term`),
+ *   `resign` (I stop leading), `claim` (heartbeat election only).
+ * - Tab to leader: `attach` (open a virtual connection), `req` (a request
+ *   frame on that virtual connection `conn`), `detach`, `alive` (heartbeat
+ *   election only).
+ * - Leader to tabs: `welcome` (the virtual connection is up), `frame` (a
+ *   server frame or a reply), `lost` (the real connection dropped; a new
+ *   `welcome` follows), `reset` (unknown tab: attach again), `error` and
+ *   `kicked` (from the real connection).
+ * - Anyone: `logout` (every tab ends its presence).
+ */
+export const MESSAGE_VERSION = 1;
+export function isTabMessage(data) {
+    if (typeof data !== "object" || data === null)
+        return false;
+    const message = data;
+    return message.v === MESSAGE_VERSION && typeof message.kind === "string" && typeof message.from === "string";
+}
+/** Whether a message is meant for `id` (messages without `to` are for everyone). */
+export function isFor(message, id) {
+    const { to } = message;
+    if (to === undefined)
+        return true;
+    return typeof to === "string" ? to === id : to.includes(id);
+}
+/** Whether a message has recipients other than `id`. */
+export function isForOthers(message, id) {
+    const { to } = message;
+    if (to === undefined)
+        return true;
+    return typeof to === "string" ? to !== id : to.some((recipient) => recipient !== id);
+}
+export function channelName(url) {
+    return `presenced:tabs:${url}`;
+}
+export function leaderLockName(url) {
+    return `presenced:leader:${url}`;
+}
+/** Held by every tab while it takes part; granted to the leader once the tab is gone. */
+export function tabLockName(url, tab) {
+    return `presenced:tab:${url}:${tab}`;
+}
+let counter = 0;
+/** A random id for a tab's part in sharing (not security sensitive). */
+export function randomId() {
+    const crypto = globalThis.crypto;
+    let random = "";
+    if (crypto && typeof crypto.getRandomValues === "function") {
+        random = Array.from(crypto.getRandomValues(new Uint8Array(9)), (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+    else {
+        random = Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+    }
+    counter += 1;
+    return `${random}-${counter.toString(36)}`;
+}
+/** A copy as a BroadcastChannel would deliver it, for messages a tab sends to itself. */
+export function cloneMessage(message) {
+    const clone = globalThis.structuredClone;
+    return typeof clone === "function" ? clone(message) : JSON.parse(JSON.stringify(message));
+}
+/** An AbortController where the host has one. */
+export function abortController() {
+    return typeof AbortController === "function" ? new AbortController() : null;
+}
+/** Without Web Locks, how often followers tell the leader they are alive. */
+export const ALIVE_MS = 1000;
+export class LockElector {
+    constructor(id, locks, lockName, hooks) {
+        this.id = id;
+        this.locks = locks;
+        this.lockName = lockName;
+        this.hooks = hooks;
+        this.leading = false;
+        this.leaderId = null;
+        this.term = 0;
+        this.stopped = false;
+        this.release = () => { };
+        /** Tabs that resigned: a late announcement of theirs is stale. */
+        this.resigned = new Set();
+    }
+    start() {
+        this.hooks.post({ kind: "discover" });
+        const controller = abortController();
+        this.release = () => controller?.abort();
+        this.locks
+            .request(this.lockName, controller ? { signal: controller.signal } : {}, () => {
+            if (this.stopped)
+                return undefined;
+            return new Promise((resolve) => {
+                this.release = resolve;
+                this.leading = true;
+                this.term += 1;
+                this.leaderId = this.id;
+                this.hooks.elected();
+                this.announce();
+            });
+        })
+            .catch(() => {
+            // Aborted: this tab stopped before it was its turn.
+        });
+    }
+    stop() {
+        if (this.stopped)
+            return;
+        this.stopped = true;
+        if (this.leading) {
+            this.leading = false;
+            this.hooks.post({ kind: "resign" });
+        }
+        this.release();
+    }
+    receive(message) {
+        if (message.from === this.id || this.stopped)
+            return;
+        const m = message;
+        switch (m.kind) {
+            case "discover":
+                if (this.leading)
+                    this.announce();
+                break;
+            case "leader":
+                this.term = Math.max(this.term, m.term);
+                // The lock makes one leader at a time: the latest announcement is the one.
+                if (this.leading || m.from === this.leaderId || this.resigned.has(m.from))
+                    return;
+                this.leaderId = m.from;
+                this.hooks.leader(m.from);
+                break;
+            case "resign":
+                this.resigned.add(m.from);
+                if (m.from === this.leaderId) {
+                    this.leaderId = null;
+                    this.hooks.leader(null);
+                }
+                break;
+            default:
+                break;
+        }
+    }
+    announce() {
+        this.hooks.post({ kind: "leader", term: this.term });
+    }
+}
+export const LEASE_TIMINGS = { heartbeatMs: 400, timeoutMs: 1500, claimMs: 250 };
+/** Higher term wins, then the smaller id. */
+function better(a, b) {
+    return a.term > b.term || (a.term === b.term && a.id < b.id);
+}
+export class LeaseElector {
+    constructor(id, clock, hooks, timings = LEASE_TIMINGS) {
+        this.id = id;
+        this.clock = clock;
+        this.hooks = hooks;
+        this.timings = timings;
+        this.leading = false;
+        this.leaderId = null;
+        this.leaderTerm = 0;
+        this.lastHeard = 0;
+        this.maxTerm = 0;
+        this.claimTerm = null;
+        this.stopped = true;
+        this.heartbeat = new Timer(clock);
+        this.watchdog = new Timer(clock);
+        this.claimTimer = new Timer(clock);
+    }
+    start() {
+        if (!this.stopped)
+            return;
+        this.stopped = false;
+        this.hooks.post({ kind: "discover" });
+        // Nobody answered the discover in time: nobody leads.
+        this.claimTimer.start(this.timings.claimMs, () => {
+            if (!this.leading && this.leaderId === null)
+                this.claim();
+        });
+        this.watch();
+    }
+    stop() {
+        if (this.stopped)
+            return;
+        this.stopped = true;
+        this.heartbeat.cancel();
+        this.watchdog.cancel();
+        this.claimTimer.cancel();
+        if (this.leading) {
+            this.leading = false;
+            this.hooks.post({ kind: "resign" });
+        }
+    }
+    receive(message) {
+        if (message.from === this.id || this.stopped)
+            return;
+        const m = message;
+        switch (m.kind) {
+            case "discover":
+                if (this.leading)
+                    this.announce();
+                break;
+            case "leader":
+                this.heardLeader(m.from, m.term);
+                break;
+            case "claim":
+                this.maxTerm = Math.max(this.maxTerm, m.term);
+                if (this.leading) {
+                    this.announce();
+                }
+                else if (this.claimTerm !== null && better({ term: m.term, id: m.from }, { term: this.claimTerm, id: this.id })) {
+                    // A better claim: let it win; the watchdog claims again if it does not.
+                    this.claimTerm = null;
+                    this.claimTimer.cancel();
+                }
+                break;
+            case "resign":
+                if (m.from === this.leaderId) {
+                    this.leaderId = null;
+                    this.hooks.leader(null);
+                    this.claim();
+                }
+                break;
+            default:
+                break;
+        }
+    }
+    heardLeader(from, term) {
+        this.maxTerm = Math.max(this.maxTerm, term);
+        const now = this.clock.now();
+        if (this.leading) {
+            if (better({ term, id: from }, { term: this.leaderTerm, id: this.id })) {
+                this.leading = false;
+                this.heartbeat.cancel();
+                this.hooks.deposed();
+                this.follow(from, term, now);
+            }
+            else {
+                this.announce();
+            }
+            return;
+        }
+        // A live leader: no claim needed.
+        this.claimTerm = null;
+        this.claimTimer.cancel();
+        if (from === this.leaderId) {
+            this.lastHeard = now;
+            this.leaderTerm = Math.max(this.leaderTerm, term);
+            return;
+        }
+        const expired = now - this.lastHeard > this.timings.timeoutMs;
+        if (this.leaderId === null || expired || better({ term, id: from }, { term: this.leaderTerm, id: this.leaderId })) {
+            this.follow(from, term, now);
+        }
+    }
+    follow(id, term, now) {
+        this.leaderId = id;
+        this.leaderTerm = term;
+        this.lastHeard = now;
+        this.hooks.leader(id);
+    }
+    watch() {
+        this.watchdog.start(this.timings.heartbeatMs, () => {
+            if (!this.leading && this.claimTerm === null) {
+                if (this.leaderId !== null && this.clock.now() - this.lastHeard > this.timings.timeoutMs) {
+                    this.leaderId = null;
+                    this.hooks.leader(null);
+                    this.claim();
+                }
+                else if (this.leaderId === null && !this.claimTimer.pending) {
+                    this.claim();
+                }
+            }
+            this.watch();
+        });
+    }
+    claim() {
+        if (this.stopped || this.leading)
+            return;
+        const term = this.maxTerm + 1;
+        this.claimTerm = term;
+        this.hooks.post({ kind: "claim", term });
+        this.claimTimer.start(this.timings.claimMs, () => {
+            if (this.claimTerm === term)
+                this.lead(term);
+        });
+    }
+    lead(term) {
+        this.claimTerm = null;
+        this.leading = true;
+        this.leaderId = this.id;
+        this.leaderTerm = term;
+        this.maxTerm = Math.max(this.maxTerm, term);
+        this.hooks.elected();
+        this.announce();
+        const beat = () => {
+            this.heartbeat.start(this.timings.heartbeatMs, () => {
+                this.announce();
+                beat();
+            });
+        };
+        beat();
+    }
+    announce() {
+        this.hooks.post({ kind: "leader", term: this.leaderTerm });
+    }
+}
+// ================================================================== sharing across tabs: the tab's link
+/*
+ * A tab's link to the connection it shares with the other tabs of the origin
+ * (`shareAcrossTabs`). To its `Connection` it looks like a transport: it
+ * connects, is welcomed, carries request frames and delivers server frames,
+ * drops and comes back. Underneath, the frames go over a BroadcastChannel to
+ * the leader tab's `Hub`, which owns the real socket.
+ *
+ * The link takes part in the leader election (above). When this tab is
+ * elected it starts a hub and attaches to it like any other tab (messages to
+ * itself are delivered in-process). When the leader changes, the virtual
+ * connection drops and the link attaches to the new leader, which welcomes it
+ * with `resumed: false` once its socket is up; the `Connection` then re-sends
+ * everything the tab wants, exactly as after a reconnect without resume.
+ *
+ * With Web Locks every tab holds a lock of its own (`tabLockName`) while it
+ * takes part, which the leader uses to find out when a tab is gone.
+ */
+export class SharedLink {
+    /**
+     * Opens the BroadcastChannel; returns null where it cannot be opened (the
+     * caller then makes a connection of the page's own).
+     */
+    static open(options, startHub) {
+        const BroadcastChannel = options.BroadcastChannel;
+        if (!BroadcastChannel)
+            return null;
+        let channel;
+        try {
+            channel = new BroadcastChannel(channelName(options.url));
+        }
+        catch {
+            return null;
+        }
+        return new SharedLink(options, channel, startHub);
+    }
+    constructor(options, channel, startHub) {
+        this.options = options;
+        this.startHub = startHub;
+        this.events = new Emitter();
+        /** This tab's id in the group (a fresh one for every link). */
+        this.id = randomId();
+        this.stateValue = "disconnected";
+        this.stopped = true;
+        this.hasConnected = false;
+        /** The current virtual connection's id; null while there is none. */
+        this.conn = null;
+        /** The tab this link attaches to (this tab itself when it leads). */
+        this.leader = null;
+        /** Once another tab led, a session kept in this tab's storage is not the group's any more. */
+        this.sawOtherLeader = false;
+        this.hub = null;
+        this.releaseTabLock = () => { };
+        /** Messages this tab sent to itself, delivered from a microtask (or at once by `stop`). */
+        this.local = [];
+        this.channel = channel;
+        this.aliveTimer = new Timer(options.clock);
+        const hooks = {
+            post: (message) => this.post(message),
+            elected: () => this.elected(),
+            deposed: () => this.deposed(),
+            leader: (id) => this.follow(id),
+        };
+        this.elector = options.locks
+            ? new LockElector(this.id, options.locks, leaderLockName(options.url), hooks)
+            : new LeaseElector(this.id, options.clock, hooks);
+    }
+    get state() {
+        return this.stateValue;
+    }
+    get isConnected() {
+        return this.conn !== null;
+    }
+    /** The leader tab's connection holds (and refreshes) the token. */
+    get currentToken() {
+        return null;
+    }
+    tokenRefreshed() { }
+    start() {
+        if (!this.stopped)
+            return;
+        this.stopped = false;
+        this.setState("connecting");
+        this.channel.onmessage = (event) => this.dispatch(event.data);
+        const { locks } = this.options;
+        if (!locks) {
+            this.elector.start();
+            this.sayAlive();
+            return;
+        }
+        // Hold this tab's own lock before anyone can ask for it.
+        const controller = abortController();
+        this.releaseTabLock = () => controller?.abort();
+        locks
+            .request(tabLockName(this.options.url, this.id), controller ? { signal: controller.signal } : {}, () => {
+            if (this.stopped)
+                return undefined;
+            return new Promise((resolve) => {
+                this.releaseTabLock = resolve;
+                this.elector.start();
+            });
+        })
+            .catch(() => { });
+    }
+    stop() {
+        if (this.stopped)
+            return;
+        // What this tab asked of its own hub last (the unsubscribes of a release) still goes out.
+        const pending = this.local.splice(0);
+        if (this.hub) {
+            for (const message of pending) {
+                if (message.kind === "req" || message.kind === "detach")
+                    this.hub.receive(message);
+            }
+            this.hub.close();
+            this.hub = null;
+        }
+        else if (this.leader !== null) {
+            this.post({ kind: "detach", to: this.leader });
+        }
+        this.elector.stop();
+        this.stopped = true;
+        this.conn = null;
+        this.leader = null;
+        this.aliveTimer.cancel();
+        this.releaseTabLock();
+        this.channel.onmessage = null;
+        try {
+            this.channel.close();
+        }
+        catch {
+            // Closing twice, or a host that throws: nothing more to do.
+        }
+        this.setState("disconnected");
+    }
+    send(frame) {
+        if (this.stopped)
+            return false;
+        if (frame.t === "bye") {
+            this.logoutEverywhere();
+            return true;
+        }
+        if (this.conn === null || this.leader === null)
+            return false;
+        // The leader's connection has its own heartbeat and token refresh.
+        if (frame.t === "ping" || frame.t === "refresh")
+            return true;
+        this.post({ kind: "req", to: this.leader, conn: this.conn, frame });
+        return true;
+    }
+    // ------------------------------------------------------------------ messages
+    post(body) {
+        const message = { ...body, v: MESSAGE_VERSION, from: this.id };
+        if (isForOthers(message, this.id)) {
+            try {
+                this.channel.postMessage(message);
+            }
+            catch {
+                // A closed channel (the tab is going away): the others find out by the election.
+            }
+        }
+        if (isFor(message, this.id)) {
+            this.local.push(cloneMessage(message));
+            if (this.local.length === 1)
+                queueMicrotask(() => this.deliverLocal());
+        }
+    }
+    deliverLocal() {
+        while (this.local.length > 0)
+            this.dispatch(this.local.shift());
+    }
+    dispatch(data) {
+        if (this.stopped || !isTabMessage(data) || !isFor(data, this.id))
+            return;
+        const message = data;
+        switch (message.kind) {
+            case "discover":
+            case "leader":
+            case "claim":
+            case "resign":
+                this.elector.receive(message);
+                break;
+            case "logout":
+                if (message.from !== this.id)
+                    this.endedElsewhere();
+                break;
+            case "attach":
+            case "detach":
+            case "alive":
+            case "req":
+                this.hub?.receive(message);
+                break;
+            default:
+                if (message.from === this.leader)
+                    this.fromLeader(message);
+                break;
+        }
+    }
+    fromLeader(message) {
+        switch (message.kind) {
+            case "welcome": {
+                if (this.conn !== null)
+                    this.drop("welcomed again");
+                this.conn = message.conn;
+                this.hasConnected = true;
+                this.events.emit("welcome", {
+                    t: "welcome",
+                    conn: message.conn,
+                    user: message.user,
+                    session: "",
+                    resumed: message.resumed,
+                    heartbeat_ms: 0,
+                    grace_ms: message.grace_ms,
+                });
+                if (this.conn === message.conn && !this.stopped)
+                    this.setState("connected");
+                break;
+            }
+            case "frame":
+                if (this.conn !== null)
+                    this.events.emit("frame", message.frame);
+                break;
+            case "lost":
+                this.drop("the leader's connection dropped");
+                break;
+            case "reset":
+                this.drop("the leader does not know this tab");
+                if (this.leader !== null)
+                    this.post({ kind: "attach", to: this.leader });
+                break;
+            case "error":
+                this.events.emit("error", new PresenceError(message.code, message.message));
+                break;
+            case "kicked":
+                this.events.emit("kicked", { code: message.code, reason: message.reason });
+                break;
+            default:
+                break;
+        }
+    }
+    // ------------------------------------------------------------------ election
+    elected() {
+        if (this.stopped)
+            return;
+        this.hub = this.startHub(this.options, this.id, { post: (message) => this.post(message) }, !this.sawOtherLeader);
+        this.follow(this.id);
+    }
+    deposed() {
+        this.hub?.close();
+        this.hub = null;
+    }
+    /** Attaches to the tab that leads now (or waits, with null). */
+    follow(id) {
+        if (this.stopped || id === this.leader)
+            return;
+        if (id !== null && id !== this.id)
+            this.sawOtherLeader = true;
+        this.drop("the leader changed");
+        this.leader = id;
+        if (id !== null)
+            this.post({ kind: "attach", to: id });
+    }
+    /** Without Web Locks the leader learns that a tab is gone when it stops saying it is alive. */
+    sayAlive() {
+        this.aliveTimer.start(ALIVE_MS, () => {
+            if (this.leader !== null && this.leader !== this.id)
+                this.post({ kind: "alive", to: this.leader });
+            this.sayAlive();
+        });
+    }
+    // ------------------------------------------------------------------ ends
+    /** The virtual connection is gone; the tab waits for the next welcome. */
+    drop(reason) {
+        if (this.conn === null)
+            return;
+        this.conn = null;
+        this.events.emit("lost", { code: CloseCode.GoingAway, reason });
+        if (!this.stopped)
+            this.setState(this.hasConnected ? "reconnecting" : "connecting");
+    }
+    /** `logout()` in this tab: the leader says `bye`, and every tab ends. */
+    logoutEverywhere() {
+        if (this.hub) {
+            this.hub.logout();
+            this.hub = null;
+        }
+        this.post({ kind: "logout" });
+    }
+    /** `logout()` in another tab. */
+    endedElsewhere() {
+        if (this.hub) {
+            this.hub.logout();
+            this.hub = null;
+        }
+        this.events.emit("ended", new PresenceError("unavailable", "logged out in another tab"));
     }
     setState(state) {
         if (state === this.stateValue)
