@@ -316,6 +316,32 @@ impl Channel {
         }
     }
 
+    /// Last writer wins: replaces a member's data and notes the update;
+    /// false when the data was already that.
+    fn replace_data(
+        &mut self,
+        name: &ChannelName,
+        user: &UserId,
+        data: Map<String, Value>,
+        out: &mut Effects,
+    ) -> bool {
+        let Some(m) = self.members.get_mut(user) else {
+            return false;
+        };
+        if m.data == data {
+            return false;
+        }
+        out.event(PresenceEvent::MemberUpdated {
+            user: user.clone(),
+            channel: name.clone(),
+            data: data.clone(),
+        });
+        let old = m.clone();
+        m.data = data;
+        self.note(user, Pending::Updated { old });
+        true
+    }
+
     fn note(&mut self, user: &UserId, change: Pending) {
         use Pending::*;
         let next = match (self.pending.remove(user), change) {
@@ -1097,17 +1123,8 @@ impl Engine {
                     occupancy_changed = true;
                     ch.snapshot = [None, None];
                 }
-                if let Some(d) = data
-                    && d != m.data
-                {
-                    out.event(PresenceEvent::MemberUpdated {
-                        user: user.clone(),
-                        channel: name.clone(),
-                        data: d.clone(),
-                    });
-                    let old = m.clone();
-                    m.data = d;
-                    ch.note(&user, Pending::Updated { old });
+                if let Some(d) = data {
+                    ch.replace_data(&name, &user, d, out);
                 }
             }
             None => {
@@ -1158,16 +1175,7 @@ impl Engine {
         let data = Self::member_data(c, data);
         let user = c.user.clone().expect("only users enter");
         let ch = self.channels.get_mut(name).expect("entered channel exists");
-        let m = ch.members.get_mut(&user).expect("entered user is a member");
-        if m.data != data {
-            out.event(PresenceEvent::MemberUpdated {
-                user: user.clone(),
-                channel: name.clone(),
-                data: data.clone(),
-            });
-            let old = m.clone();
-            m.data = data;
-            ch.note(&user, Pending::Updated { old });
+        if ch.replace_data(name, &user, data, out) {
             self.changed(now, name, out);
         }
         Ok(())

@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::config::{JwksSource, Settings};
+use crate::outbound::{describe_error, redact_url};
 
 /// Longest accepted user id (`sub`), in bytes; the same bound as channel names.
 pub const MAX_USER_ID_BYTES: usize = 200;
@@ -761,7 +762,7 @@ async fn fetch_jwks(
         )
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", describe_http_error(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
     let status = response.status();
     if !status.is_success() {
         bail!("HTTP status {status}");
@@ -777,7 +778,7 @@ async fn fetch_jwks(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", describe_http_error(&e)))?
+        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?
     {
         if body.len() + chunk.len() > JWKS_MAX_BYTES {
             bail!("the JWKS is larger than {JWKS_MAX_BYTES} bytes");
@@ -805,27 +806,6 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         })
 }
 
-/// A short reason for a failed request, without the URL (it may carry
-/// credentials).
-fn describe_http_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut root: &dyn std::error::Error = e;
-    while let Some(source) = root.source() {
-        root = source;
-    }
-    if std::ptr::addr_eq(root, e as &dyn std::error::Error) {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {root}")
-    }
-}
-
 fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| match u.host_str() {
         Some(host) if host.eq_ignore_ascii_case("localhost") => true,
@@ -835,20 +815,6 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     })
-}
-
-/// `scheme://host[:port]/path` of `url`: no user info, no query.
-pub(crate) fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}{}", u.scheme(), u.path()),
-                None => format!("{}://{host}{}", u.scheme(), u.path()),
-            }
-        }
-        Err(_) => "<invalid URL>".to_owned(),
-    }
 }
 
 /// Signs an HS256 token for `user` (the `presenced token` command and tests).
@@ -1608,12 +1574,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_logged_without_credentials() {
-        assert_eq!(
-            redact_url("https://user:pw@idp.example:8443/keys.json?token=abc"),
-            "https://idp.example:8443/keys.json"
-        );
-        assert_eq!(redact_url("nonsense"), "<invalid URL>");
+    fn loopback_urls_are_recognised() {
         assert!(is_loopback_url("http://127.0.0.1:80/x"));
         assert!(is_loopback_url("http://[::1]:80/x"));
         assert!(is_loopback_url("http://localhost/x"));

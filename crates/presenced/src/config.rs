@@ -273,7 +273,7 @@ impl fmt::Debug for JwksSource {
             JwksSource::File(path) => f.debug_tuple("File").field(path).finish(),
             JwksSource::Url(url) => f
                 .debug_tuple("Url")
-                .field(&crate::auth::redact_url(url))
+                .field(&crate::outbound::redact_url(url))
                 .finish(),
         }
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 pub mod metrics;
+pub mod outbound;
 pub mod server;
 pub mod store;
 pub mod web;

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::hub::now_ms;
+use crate::outbound::{describe_error, redact_url};
 use crate::store::{Store, open_db};
 
 /// The header carrying the signature.
@@ -637,41 +638,6 @@ fn batch_body(rows: &[Row]) -> String {
     body
 }
 
-/// A short reason for a failed request, without the URL (it may carry
-/// credentials).
-fn describe_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut root: &dyn std::error::Error = e;
-    while let Some(source) = root.source() {
-        root = source;
-    }
-    if std::ptr::addr_eq(root, e as &dyn std::error::Error) {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {root}")
-    }
-}
-
-/// `scheme://host[:port]/path` of `url`: no user info, no query.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}{}", u.scheme(), u.path()),
-                None => format!("{}://{host}{}", u.scheme(), u.path()),
-            }
-        }
-        Err(_) => "<invalid URL>".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,14 +754,5 @@ mod tests {
             count: None,
         };
         assert_eq!(backing_off.due_at(), 9_000);
-    }
-
-    #[test]
-    fn urls_are_logged_without_credentials_or_query() {
-        assert_eq!(
-            redact_url("https://user:pw@example.com:8443/hook?token=x"),
-            "https://example.com:8443/hook"
-        );
-        assert_eq!(redact_url("http://example.com/h"), "http://example.com/h");
     }
 }
