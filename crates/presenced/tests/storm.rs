@@ -14,10 +14,19 @@ async fn snapshot_of_2500_members_arrives_in_three_chunks() {
     let _heavy = heavy_lock().await;
     let s = Server::start(Opts::new().grace(60_000)).await;
     let users: Vec<String> = (0..2500).map(|i| format!("m{i:04}")).collect();
+    // Watches the enters arrive, so the test knows when the last coalescing
+    // window has been sent (a snapshot is the state as of the last frame).
+    let mut pre = s.user("pre").await;
+    pre.timeout = Duration::from_secs(30);
+    let mut pre_view = pre.view("big:1").await;
     let t0 = Instant::now();
     let drones = connect_drones(&s, &users, 200).await;
     let drones = enter_drones(drones, "big:1", 200).await;
     eprintln!("2500 members entered in {:?}", t0.elapsed());
+    while pre_view.members.len() < users.len() {
+        let f = pre.expect("the enters", |f| is_event(f, "big:1")).await;
+        pre_view.apply(&f);
+    }
 
     let mut obs = s.user("obs").await;
     obs.timeout = Duration::from_secs(30);
