@@ -7,6 +7,7 @@ import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -215,3 +216,18 @@ export function screenshotPath(name) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `body` with a fresh server and browser, and always cleans up; every
+ * page the body opens (pushed to `pages`) must end without console errors. */
+export async function withSetup(options, body) {
+  const server = await startServer(options);
+  const browser = await launchBrowser();
+  const pages = [];
+  try {
+    await body({ server, browser, pages });
+    for (const page of pages) assert.deepEqual(page.errors, [], "no errors in the page's console");
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+}

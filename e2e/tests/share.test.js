@@ -4,25 +4,12 @@
 // ../run.sh.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { events, launchBrowser, newPage, signIn, sleep, startServer, waitConnected, waitMember, waitStatus } from "../lib.js";
+import { events, newPage, signIn, sleep, waitConnected, waitMember, waitStatus, withSetup } from "../lib.js";
 
 const ROOM = "room:lobby";
 const EVERYONE = "demo:everyone";
 const SHARE = "?share=1";
 
-/** Runs `body` with a fresh server and browser, and always cleans up. */
-async function withSetup(options, body) {
-  const server = await startServer(options);
-  const browser = await launchBrowser();
-  const pages = [];
-  try {
-    await body({ server, browser, pages });
-    for (const page of pages) assert.deepEqual(page.errors, [], "no errors in the page's console");
-  } finally {
-    await browser.close();
-    await server.stop();
-  }
-}
 
 async function open(browser, pages, options) {
   const page = await newPage(browser, options);
