@@ -1605,11 +1605,6 @@ impl Engine {
         self.conns.contains_key(&conn)
     }
 
-    /// Whether the connection is a guest's (`None` if it does not exist).
-    pub fn conn_is_guest(&self, conn: ConnId) -> Option<bool> {
-        self.conns.get(&conn).map(|c| c.user.is_none())
-    }
-
     /// A user's presence with its connections and channels; `None` if the
     /// user was never seen.
     pub fn user_detail(&self, now: u64, user: &str) -> Option<UserDetail> {

@@ -99,17 +99,23 @@ fn insert_path(out: &mut Map<String, Value>, first: &str, rest: &[&str], value: 
 }
 
 /// The ordered rule list of a server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ChannelRules {
     rules: Vec<ChannelRule>,
-    fallback: Option<ChannelRule>,
+    fallback: ChannelRule,
+}
+
+impl Default for ChannelRules {
+    fn default() -> Self {
+        ChannelRules::new(Vec::new())
+    }
 }
 
 impl ChannelRules {
     pub fn new(rules: Vec<ChannelRule>) -> Self {
         ChannelRules {
             rules,
-            fallback: Some(ChannelRule::default_for_unmatched()),
+            fallback: ChannelRule::default_for_unmatched(),
         }
     }
 
@@ -118,8 +124,7 @@ impl ChannelRules {
         self.rules
             .iter()
             .find(|r| glob_match(&r.pattern, channel))
-            .or(self.fallback.as_ref())
-            .expect("fallback rule is always set by ChannelRules::new")
+            .unwrap_or(&self.fallback)
     }
 }
 
@@ -210,6 +215,13 @@ mod tests {
             Value::Object(out),
             json!({"name": "Al", "info": {"avatar": "a.png"}})
         );
+    }
+
+    #[test]
+    fn default_rules_allow_users_everything_and_guests_nothing() {
+        let rule = ChannelRules::default().rule_for("any:thing").clone();
+        assert_eq!(rule, ChannelRule::default_for_unmatched());
+        assert!(rule.subscribe && rule.enter && rule.publish && !rule.guests);
     }
 
     #[test]

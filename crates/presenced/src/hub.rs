@@ -270,10 +270,6 @@ impl HubGuard<'_> {
         }
     }
 
-    pub fn outbox(&self, conn: ConnId) -> Option<&Arc<Outbox>> {
-        self.inner.sockets.get(&conn).map(|b| &b.outbox)
-    }
-
     /// Delivers effects: frames into outboxes, closes, events.
     pub fn dispatch(&mut self, fx: Effects) {
         let counters = &self.hub.counters;
