@@ -215,9 +215,29 @@ struct Conn {
     /// Grace deadline while the socket is gone.
     detached: Option<u64>,
     session: String,
+    /// Channels this connection is a member of. Not necessarily subscribed:
+    /// `enter{subscribe: false}` enters without a subscription.
     entered: HashSet<ChannelName>,
+    /// Subscriptions, with whether occupancy was asked for.
     subs: HashMap<ChannelName, bool>,
     watching: HashSet<UserId>,
+}
+
+impl Conn {
+    /// Channels this connection holds: subscribed to or entered (the union,
+    /// which `max_channels_per_conn` limits).
+    fn channel_count(&self) -> usize {
+        self.subs.len()
+            + self
+                .entered
+                .iter()
+                .filter(|n| !self.subs.contains_key(*n))
+                .count()
+    }
+
+    fn holds_channel(&self, name: &str) -> bool {
+        self.subs.contains_key(name) || self.entered.contains(name)
+    }
 }
 
 #[derive(Debug)]
@@ -922,11 +942,15 @@ impl Engine {
                 self.unsubscribe(now, conn, &name, out);
                 Ok(())
             }
-            ClientFrame::Enter { channel, data } => {
+            ClientFrame::Enter {
+                channel,
+                data,
+                subscribe,
+            } => {
                 if guest {
                     return Err(E_GUEST);
                 }
-                self.enter(now, conn, Arc::from(channel), data, out)
+                self.enter(now, conn, Arc::from(channel), data, subscribe, out)
             }
             ClientFrame::Update { channel, data } => {
                 if guest {
@@ -993,7 +1017,9 @@ impl Engine {
         if !allowed {
             return Err(E_FORBIDDEN);
         }
-        if !c.subs.contains_key(name) && c.subs.len() >= self.cfg.max_channels_per_conn {
+        // Subscribed or entered both count: `enter{subscribe: false}` must
+        // not get around the limit.
+        if !c.holds_channel(name) && c.channel_count() >= self.cfg.max_channels_per_conn {
             return Err(E_CHANNELS);
         }
         Ok(())
@@ -1030,22 +1056,24 @@ impl Engine {
         self.send_snapshot(conn, name, guest, occupancy, out);
     }
 
+    /// Ends the subscription, if any, and leaves the channel if this
+    /// connection entered it (with or without a subscription).
     fn unsubscribe(&mut self, now: u64, conn: ConnId, name: &ChannelName, out: &mut Effects) {
         let c = self
             .conns
             .get_mut(&conn)
             .expect("request from a known conn");
-        if c.subs.remove(name).is_none() {
-            return;
-        }
+        let was_subscribed = c.subs.remove(name).is_some();
         if c.entered.remove(name) {
             let user = c.user.clone().expect("only users enter");
             self.member_conn_leaves(now, name, &user, Reason::Left, out);
         }
-        if let Some(ch) = self.channels.get_mut(name) {
-            ch.subscribers.remove(&conn);
+        if was_subscribed {
+            if let Some(ch) = self.channels.get_mut(name) {
+                ch.subscribers.remove(&conn);
+            }
+            self.drop_channel_if_empty(name);
         }
-        self.drop_channel_if_empty(name);
     }
 
     /// Client data with the trusted `info` claim in place of whatever the
@@ -1068,12 +1096,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes the connection a member. With `subscribe` it also subscribes
+    /// (and gets a fresh snapshot); without, an existing subscription stays
+    /// as it is and no snapshot is sent.
     fn enter(
         &mut self,
         now: u64,
         conn: ConnId,
         name: ChannelName,
         data: Option<Map<String, Value>>,
+        subscribe: bool,
         out: &mut Effects,
     ) -> Result<(), RequestError> {
         let c = self.conns.get(&conn).expect("request from a known conn");
@@ -1106,14 +1138,19 @@ impl Engine {
             return Err(E_FULL);
         }
         // All checks passed: from here on nothing fails.
-        self.subscribe(conn, &name, None, out);
+        if subscribe {
+            self.subscribe(conn, &name, None, out);
+        }
         let c = self
             .conns
             .get_mut(&conn)
             .expect("request from a known conn");
         let new_conn_in_channel = c.entered.insert(name.clone());
         let default_data = Self::member_data(c, Map::new());
-        let ch = self.channels.get_mut(&name).expect("subscribe created it");
+        let ch = self
+            .channels
+            .entry(name.clone())
+            .or_insert_with(Channel::new);
         let mut occupancy_changed = false;
         match ch.members.get_mut(&user) {
             Some(m) => {
@@ -1805,9 +1842,14 @@ impl Engine {
             }
             if let Some(user) = &user {
                 let r = journal.get(&**user).expect("checked above");
+                // Entered channels need not be subscribed ones
+                // (`enter{subscribe: false}`): each is restored on its own.
                 for name in rec.entered {
+                    if !crate::rules::valid_channel_name(&name) {
+                        continue;
+                    }
                     let name: ChannelName = Arc::from(name.as_str());
-                    if !c.subs.contains_key(&name) {
+                    if c.entered.contains(&name) {
                         continue;
                     }
                     let (data, since) = r

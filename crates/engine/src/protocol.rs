@@ -85,6 +85,10 @@ pub enum ClientFrame {
     Enter {
         channel: String,
         data: Option<Map<String, Value>>,
+        /// Extension (docs/protocol.md, "Extensions"): `false` enters
+        /// without subscribing. Absent or null means `true`, as the contract
+        /// says `enter` implies `subscribe`.
+        subscribe: bool,
     },
     Update {
         channel: String,
@@ -179,6 +183,11 @@ pub fn parse_client_frame(text: &str) -> Result<Request, ParseError> {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(m)) => Some(m),
                 Some(_) => return Err(bad(id, "`data` must be a JSON object")),
+            },
+            subscribe: match obj.get("subscribe") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad(id, "`subscribe` must be a boolean")),
             },
         },
         "update" => ClientFrame::Update {
@@ -353,8 +362,26 @@ mod tests {
                 .unwrap();
         assert_eq!(r.id, Some(3));
         assert!(
-            matches!(r.frame, ClientFrame::Enter { ref channel, data: Some(_) } if channel == "room:1")
+            matches!(r.frame, ClientFrame::Enter { ref channel, data: Some(_), subscribe: true } if channel == "room:1")
         );
+        let r =
+            parse_client_frame(r#"{"t":"enter","channel":"room:1","subscribe":false}"#).unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Enter {
+                channel: "room:1".into(),
+                data: None,
+                subscribe: false
+            }
+        );
+        let r = parse_client_frame(r#"{"t":"enter","channel":"room:1","subscribe":null}"#).unwrap();
+        assert!(matches!(
+            r.frame,
+            ClientFrame::Enter {
+                subscribe: true,
+                ..
+            }
+        ));
         let r = parse_client_frame(r#"{"t":"hello","token":null}"#).unwrap();
         assert_eq!(
             r.frame,
@@ -377,6 +404,13 @@ mod tests {
         );
         let e = err(r#"{"t":"enter","id":1,"channel":"bad name"}"#);
         assert_eq!((e.id, e.error.code), (Some(1), ErrorCode::BadRequest));
+        for bad_flag in [r#""no""#, "0", "1", "[]", "{}"] {
+            let e = err(&format!(
+                r#"{{"t":"enter","id":2,"channel":"a","subscribe":{bad_flag}}}"#
+            ));
+            assert_eq!((e.id, e.error.code), (Some(2), ErrorCode::BadRequest));
+            assert_eq!(e.error.message, "`subscribe` must be a boolean");
+        }
         let e = err(r#"{"t":"update","id":1,"channel":"a","data":[1]}"#);
         assert_eq!(e.error.code, ErrorCode::BadRequest);
         let users: Vec<String> = (0..501).map(|i| format!("u{i}")).collect();

@@ -48,6 +48,8 @@ enum Op {
         conn: u8,
         ch: u8,
         data: Option<u8>,
+        /// `false` sends `subscribe: false` (enter without subscribing).
+        subscribe: bool,
     },
     Update {
         conn: u8,
@@ -96,8 +98,8 @@ fn op() -> impl Strategy<Value = Op> {
     let ch = 0u8..3;
     prop_oneof![
         3 => (0u8..4).prop_map(|user| Op::Hello { user }),
-        6 => (conn, ch.clone(), proptest::option::of(0u8..6))
-            .prop_map(|(conn, ch, data)| Op::Enter { conn, ch, data }),
+        6 => (conn, ch.clone(), proptest::option::of(0u8..6), proptest::bool::weighted(0.75))
+            .prop_map(|(conn, ch, data, subscribe)| Op::Enter { conn, ch, data, subscribe }),
         4 => (conn, ch.clone(), 0u8..6).prop_map(|(conn, ch, data)| Op::Update { conn, ch, data }),
         3 => (conn, ch.clone()).prop_map(|(conn, ch)| Op::Leave { conn, ch }),
         3 => (conn, ch.clone(), any::<bool>())
@@ -214,7 +216,8 @@ impl Harness {
     }
 
     fn channel_exists(&self, ch: usize) -> bool {
-        self.present().any(|c| c.subs.contains_key(&ch))
+        self.present()
+            .any(|c| c.subs.contains_key(&ch) || c.entered.contains(&ch))
     }
 
     fn status(&self, user: &str) -> UserStatus {
@@ -338,19 +341,29 @@ impl Harness {
                     views: Views::default(),
                 });
             }
-            Op::Enter { conn, ch, data: d } => {
+            Op::Enter {
+                conn,
+                ch,
+                data: d,
+                subscribe,
+            } => {
                 let Some(s) = self.live(conn) else { return };
                 let ch = ch as usize;
                 let mut frame = enter(0, CHANNELS[ch]);
                 if let Some(d) = d {
                     frame["data"] = data(d);
                 }
+                if !subscribe {
+                    frame["subscribe"] = json!(false);
+                }
                 match self.conns[s].user.clone() {
                     None => self.request(s, frame, Err(ErrorCode::Forbidden)),
                     Some(user) => {
                         let was_member = self.is_member(ch, &user);
                         let c = &mut self.conns[s];
-                        c.subs.entry(ch).or_insert(false);
+                        if subscribe {
+                            c.subs.entry(ch).or_insert(false);
+                        }
                         c.entered.insert(ch);
                         match (was_member, d) {
                             (false, d) => {
@@ -414,9 +427,12 @@ impl Harness {
             Op::Unsubscribe { conn, ch } => {
                 let Some(s) = self.live(conn) else { return };
                 let ch = ch as usize;
-                if self.conns[s].subs.remove(&ch).is_some() {
+                // Leaves the channel if entered, subscribed or not.
+                if self.conns[s].entered.contains(&ch) {
                     self.conn_leaves(s, ch);
                     reason = Some(Reason::Left);
+                }
+                if self.conns[s].subs.remove(&ch).is_some() {
                     drop_view = Some((s, ch));
                 }
                 self.request(
@@ -914,11 +930,13 @@ fn model_smoke() {
             conn: 0,
             ch: 0,
             data: Some(1),
+            subscribe: true,
         },
         Enter {
             conn: 1,
             ch: 0,
             data: None,
+            subscribe: true,
         },
         Update {
             conn: 0,
@@ -943,9 +961,72 @@ fn model_smoke() {
             conn: 3,
             ch: 1,
             data: Some(2),
+            subscribe: false,
         },
         Kick { user: 0 },
         Advance { ms: 10 },
+    ];
+    run(&ops, true);
+}
+
+/// Entering without a subscription, through update, resume, a later
+/// subscribe, unsubscribe and grace expiry.
+#[test]
+fn model_smoke_enter_without_subscribe() {
+    use Op::*;
+    let ops = vec![
+        Hello { user: 0 },
+        Hello { user: 1 },
+        Subscribe {
+            conn: 1,
+            ch: 1,
+            occupancy: true,
+        },
+        Enter {
+            conn: 0,
+            ch: 1,
+            data: Some(1),
+            subscribe: false,
+        },
+        Update {
+            conn: 0,
+            ch: 1,
+            data: 3,
+        },
+        Advance { ms: 60 },
+        Disconnect { conn: 0 },
+        Advance { ms: 400 },
+        Resume { conn: 0 },
+        Subscribe {
+            conn: 0,
+            ch: 1,
+            occupancy: false,
+        },
+        Enter {
+            conn: 0,
+            ch: 2,
+            data: None,
+            subscribe: false,
+        },
+        Unsubscribe { conn: 0, ch: 2 },
+        Enter {
+            conn: 1,
+            ch: 2,
+            data: Some(4),
+            subscribe: false,
+        },
+        Enter {
+            conn: 1,
+            ch: 1,
+            data: None,
+            subscribe: false,
+        },
+        Leave { conn: 1, ch: 1 },
+        Advance { ms: 400 },
+        Disconnect { conn: 1 },
+        Advance { ms: 400 },
+        Advance { ms: 400 },
+        Advance { ms: 400 },
     ];
     run(&ops, true);
 }

@@ -264,6 +264,16 @@ pub fn enter(id: u64, ch: &str) -> Value {
 pub fn enter_with(id: u64, ch: &str, data: Value) -> Value {
     json!({"t": "enter", "id": id, "channel": ch, "data": data})
 }
+/// `enter` with `subscribe: false` (the extension): a member, not a subscriber.
+pub fn enter_quiet(id: u64, ch: &str) -> Value {
+    json!({"t": "enter", "id": id, "channel": ch, "subscribe": false})
+}
+pub fn enter_quiet_with(id: u64, ch: &str, data: Value) -> Value {
+    json!({"t": "enter", "id": id, "channel": ch, "data": data, "subscribe": false})
+}
+pub fn unsubscribe(id: u64, ch: &str) -> Value {
+    json!({"t": "unsubscribe", "id": id, "channel": ch})
+}
 pub fn update(id: u64, ch: &str, data: Value) -> Value {
     json!({"t": "update", "id": id, "channel": ch, "data": data})
 }

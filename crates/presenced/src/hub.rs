@@ -28,6 +28,8 @@ pub fn now_ms() -> u64 {
 #[derive(Debug)]
 pub enum Outgoing {
     Frame(Frame),
+    /// A WebSocket ping (the heartbeat).
+    Ping,
     Close(u16, &'static str),
 }
 
@@ -39,12 +41,27 @@ pub enum Outgoing {
 ///
 /// A plain deque behind a mutex rather than a channel: an idle connection's
 /// outbox allocates nothing, and that is most connections.
+///
+/// It also carries what the hub's heartbeat task checks for every socket
+/// (when the client last sent something, when its token expires), so a
+/// connection's task needs no timers of its own.
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<VecDeque<Outgoing>>,
     ready: Notify,
     lagged: AtomicBool,
     limit: usize,
+    /// When the client last sent a frame (unix ms).
+    last_rx: AtomicU64,
+    /// When the connection's token expires (unix ms); 0 for never.
+    expires_ms: AtomicU64,
+    /// The heartbeat task ended this socket (expired or silent): nothing
+    /// more to check.
+    ended: AtomicBool,
+    /// Set when the socket must go now, even in the middle of a write that
+    /// cannot progress (a half-open client with full buffers).
+    aborted: AtomicBool,
+    abort: Notify,
 }
 
 impl Outbox {
@@ -54,7 +71,55 @@ impl Outbox {
             ready: Notify::new(),
             lagged: AtomicBool::new(false),
             limit,
+            last_rx: AtomicU64::new(now_ms()),
+            expires_ms: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
         })
+    }
+
+    /// The client sent something: it is alive.
+    pub fn touch(&self) {
+        self.last_rx.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets when the connection's token expires (unix seconds), or never.
+    pub fn set_expiry(&self, exp_unix_secs: Option<u64>) {
+        let ms = exp_unix_secs.map_or(0, |s| s.saturating_mul(1000).max(1));
+        self.expires_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// One round of the heartbeat task for this socket: close it 4401 once
+    /// its token has expired, abort it once the client has been silent for
+    /// two heartbeats, else ping it when `ping` is set.
+    pub fn heartbeat(&self, now: u64, heartbeat_ms: u64, ping: bool) {
+        if self.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        let exp = self.expires_ms.load(Ordering::Relaxed);
+        if exp != 0 && now >= exp {
+            self.ended.store(true, Ordering::Relaxed);
+            self.close(4401, "token expired");
+        } else if now.saturating_sub(self.last_rx.load(Ordering::Relaxed)) > 2 * heartbeat_ms {
+            self.ended.store(true, Ordering::Relaxed);
+            tracing::debug!("heartbeat missed");
+            self.aborted.store(true, Ordering::Relaxed);
+            self.abort.notify_one();
+            self.ready.notify_one();
+        } else if ping {
+            self.push(Outgoing::Ping);
+        }
+    }
+
+    /// Resolves once the socket must be dropped without a close handshake.
+    pub async fn aborted(&self) {
+        loop {
+            if self.aborted.load(Ordering::Relaxed) {
+                return;
+            }
+            self.abort.notified().await;
+        }
     }
 
     fn queue(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
@@ -98,11 +163,15 @@ impl Outbox {
         item
     }
 
-    /// Waits for the next item (only the connection task calls this).
-    pub async fn recv(&self) -> Outgoing {
+    /// Waits for the next item (only the connection task calls this);
+    /// `None` once the socket was aborted.
+    pub async fn recv(&self) -> Option<Outgoing> {
         loop {
+            if self.aborted.load(Ordering::Relaxed) {
+                return None;
+            }
             if let Some(item) = self.try_recv() {
-                return item;
+                return Some(item);
             }
             self.ready.notified().await;
         }
@@ -204,6 +273,39 @@ impl Hub {
             // A panic while holding the lock leaves the engine as it was at
             // the panic; serving on is better than failing every connection.
             inner: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Heartbeats for every socket, from one task: each `heartbeat_ms` a
+    /// WebSocket ping to each socket; a socket whose client sent nothing for
+    /// two heartbeats is dropped, and one whose token expired is closed 4401.
+    /// Checked every quarter heartbeat (at most every second), so a silent
+    /// client goes between two heartbeats and two and a quarter.
+    pub async fn drive_heartbeats(self: Arc<Self>, heartbeat_ms: u64) {
+        let heartbeat_ms = heartbeat_ms.max(1);
+        let tick = (heartbeat_ms / 4).clamp(1, 1000);
+        let mut every = tokio::time::interval(Duration::from_millis(tick));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_ping = now_ms() + heartbeat_ms;
+        loop {
+            every.tick().await;
+            let now = now_ms();
+            let ping = now >= next_ping;
+            if ping {
+                next_ping = now + heartbeat_ms;
+            }
+            let g = self.lock();
+            for b in g.inner.sockets.values() {
+                b.outbox.heartbeat(now, heartbeat_ms, ping);
+            }
+        }
+    }
+
+    /// Asks every bound socket to close (server shutdown).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let g = self.lock();
+        for b in g.inner.sockets.values() {
+            b.outbox.close(code, reason);
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
@@ -113,8 +114,8 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
     let max = state.settings.limits.max_frame_bytes;
     // Small buffers: an idle connection should cost a few KiB, not the
     // 128 KiB default read buffer (frames larger than the buffer are read in
-    // several chunks).
-    ws.read_buffer_size(1024)
+    // several chunks; a hello with a typical token fits in one or two).
+    ws.read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
@@ -137,9 +138,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = AppState::with_verifier(settings, verifier)?;
     let jwks_refresh = state.verifier.jwks_refresher().map(tokio::spawn);
     let state_hub = state.hub.clone();
+    let heartbeat_ms = state.settings.heartbeat_ms;
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let timers = tokio::spawn(state.hub.clone().drive_timers(shutdown.clone()));
+    let heartbeats = tokio::spawn(
+        state
+            .hub
+            .clone()
+            .drive_heartbeats(state.settings.heartbeat_ms),
+    );
+    // On shutdown every socket is asked to close with 1001 (and a socket
+    // that says hello later closes itself: see `ws::hello`).
+    tokio::spawn({
+        let (hub, shutdown) = (state.hub.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            hub.close_all(1001, "server shutting down");
+        }
+    });
     tokio::spawn(crate::web::run_stats_sampler(state.clone()));
     let store = state.hub.store().clone();
     let alive = tokio::spawn({
@@ -173,7 +190,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     tasks.close();
-    tasks.wait().await;
+    // A client that does not read cannot be sent its close frame; the
+    // heartbeat gives up on it within two heartbeats. Wait no longer than
+    // that, so a stuck socket cannot hold the shutdown.
+    let linger = Duration::from_millis(heartbeat_ms.saturating_mul(3));
+    if tokio::time::timeout(linger, tasks.wait()).await.is_err() {
+        tracing::warn!("some connections did not close in time");
+    }
+    heartbeats.abort();
     timers.abort();
     alive.abort();
     if let Some(jwks_refresh) = jwks_refresh {

@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Claims};
-use crate::hub::{Outbox, Outgoing, now_ms};
+use crate::hub::{Counters, Outbox, Outgoing, now_ms};
 use crate::server::AppState;
 
 /// Most frames written between two flushes.
@@ -63,12 +63,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// let the kernel reset the connection over unread client frames, and the
 /// reset can destroy the close frame (and its code) before the client reads
 /// it.
-async fn close(
-    sink: &mut SplitSink<WebSocket, Message>,
-    stream: &mut SplitStream<WebSocket>,
-    code: u16,
-    reason: &'static str,
-) {
+async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &'static str) {
     if sink.send(close_msg(code, reason)).await.is_err() {
         return;
     }
@@ -95,35 +90,90 @@ enum End {
     Drop,
 }
 
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// A socket that said hello and is bound to an engine connection.
+struct Bound {
+    conn: ConnId,
+    socket_id: u64,
+    outbox: Arc<Outbox>,
+}
+
 /// Runs one WebSocket from upgrade to close.
-pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken) {
-    let (mut sink, mut stream) = socket.split();
+///
+/// Memory matters here: an idle connection is mostly this task. The hello
+/// phase (deadline, token check) and the close handshake run in their own
+/// heap allocations, freed when they end, and heartbeats, token expiry and
+/// shutdown are driven from outside (the hub's heartbeat task and
+/// `Hub::close_all` push into the outbox), so the long-lived state is the
+/// socket halves, the outbox and a rate limiter.
+pub fn run(
+    socket: WebSocket,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    // Split before the task's future is built: an async fn keeps its
+    // arguments for its whole life, and the socket is 368 bytes.
+    let (sink, stream) = socket.split();
+    run_split(sink, stream, state, shutdown)
+}
+
+async fn run_split(
+    mut sink: Sink,
+    mut stream: Stream,
+    state: AppState,
+    shutdown: CancellationToken,
+) {
+    let Some(bound) = Box::pin(hello(&mut sink, &mut stream, &state, &shutdown)).await else {
+        return;
+    };
+    let end = serve(&mut sink, &mut stream, &state, &bound).await;
+    if let End::Close(code, reason) = end {
+        Box::pin(close(&mut sink, &mut stream, code, reason)).await;
+    }
+    let hub = &state.hub;
+    let mut g = hub.lock();
+    if g.unbind(bound.conn, bound.socket_id) {
+        let mut fx = Effects::new();
+        g.engine().disconnect(now_ms(), bound.conn, &mut fx);
+        g.dispatch(fx);
+    }
+}
+
+/// Waits for `hello` (closing 4408 when it does not come in time), checks
+/// the token and binds the socket to a connection. `None`: the socket was
+/// closed.
+async fn hello(
+    sink: &mut Sink,
+    stream: &mut Stream,
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Option<Bound> {
     let settings = &state.settings;
     let hello_deadline = Instant::now() + Duration::from_millis(settings.hello_timeout_ms);
-
-    // ---- hello -----------------------------------------------------------
     let first = tokio::select! {
         m = stream.next() => m,
         _ = sleep_until(hello_deadline) => {
-            close(&mut sink, &mut stream, 4408, "no hello in time").await;
-            return;
+            close(sink, stream, 4408, "no hello in time").await;
+            return None;
         }
         _ = shutdown.cancelled() => {
-            close(&mut sink, &mut stream, 1001, "server shutting down").await;
-            return;
+            close(sink, stream, 1001, "server shutting down").await;
+            return None;
         }
     };
     let text_in = match first {
         Some(Ok(Message::Text(t))) => t,
         Some(Err(e)) if is_too_big(&e) => {
-            close(&mut sink, &mut stream, 4413, "frame too big").await;
-            return;
+            close(sink, stream, 4413, "frame too big").await;
+            return None;
         }
         Some(Ok(Message::Binary(_))) => {
-            close(&mut sink, &mut stream, 4400, "text frames only").await;
-            return;
+            close(sink, stream, 4400, "text frames only").await;
+            return None;
         }
-        _ => return,
+        _ => return None,
     };
     let (req_id, token, resume) = match parse_client_frame(&text_in) {
         Ok(r) => match r.frame {
@@ -131,23 +181,23 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
             _ => {
                 let e = RequestError::new(ErrorCode::BadRequest, "the first frame must be hello");
                 let _ = sink.send(text(&error_frame(r.id, &e))).await;
-                close(&mut sink, &mut stream, 4400, "expected hello").await;
-                return;
+                close(sink, stream, 4400, "expected hello").await;
+                return None;
             }
         },
         Err(ParseError { id, error }) => {
             let _ = sink.send(text(&error_frame(id, &error))).await;
-            close(&mut sink, &mut stream, 4400, "expected hello").await;
-            return;
+            close(sink, stream, 4400, "expected hello").await;
+            return None;
         }
     };
-    let (ident, mut expires) = match token {
+    let (ident, expires) = match token {
         None if settings.guests => (Identity::default(), None),
         None => {
             let e = RequestError::new(ErrorCode::Unauthorized, "a token is required");
             let _ = sink.send(text(&error_frame(req_id, &e))).await;
-            close(&mut sink, &mut stream, 4401, "unauthorized").await;
-            return;
+            close(sink, stream, 4401, "unauthorized").await;
+            return None;
         }
         Some(t) => match state.verifier.verify(&t) {
             Ok(claims) => {
@@ -157,8 +207,8 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
             Err(e) => {
                 let e = RequestError::new(ErrorCode::Unauthorized, auth_message(&e));
                 let _ = sink.send(text(&error_frame(req_id, &e))).await;
-                close(&mut sink, &mut stream, 4401, "unauthorized").await;
-                return;
+                close(sink, stream, 4401, "unauthorized").await;
+                return None;
             }
         },
     };
@@ -166,109 +216,135 @@ pub async fn run(socket: WebSocket, state: AppState, shutdown: CancellationToken
     let hub = &state.hub;
     let socket_id = hub.next_id();
     let outbox = Outbox::new(settings.limits.outbox_frames);
-    let conn: ConnId = {
-        let mut g = hub.lock();
-        let mut fx = Effects::new();
-        let session = crate::hub::random_token();
-        let attached = g.engine().connect(
-            now_ms(),
-            hub.next_id(),
-            ident,
-            resume.as_deref(),
-            session,
-            req_id,
-            &mut fx,
-        );
-        if let Some(old) = g.bind(attached.conn, socket_id, outbox.clone()) {
-            old.close(1000, "replaced");
-        }
-        g.dispatch(fx);
-        attached.conn
-    };
+    outbox.set_expiry(expires);
+    let mut g = hub.lock();
+    let mut fx = Effects::new();
+    let session = crate::hub::random_token();
+    let attached = g.engine().connect(
+        now_ms(),
+        hub.next_id(),
+        ident,
+        resume.as_deref(),
+        session,
+        req_id,
+        &mut fx,
+    );
+    if let Some(old) = g.bind(attached.conn, socket_id, outbox.clone()) {
+        old.close(1000, "replaced");
+    }
+    g.dispatch(fx);
+    // `Hub::close_all` runs under the lock after the token is cancelled:
+    // a socket bound after it went by closes itself.
+    if shutdown.is_cancelled() {
+        outbox.close(1001, "server shutting down");
+    }
+    drop(g);
+    Some(Bound {
+        conn: attached.conn,
+        socket_id,
+        outbox,
+    })
+}
 
-    // ---- serve -----------------------------------------------------------
-    let heartbeat = Duration::from_millis(settings.heartbeat_ms);
-    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    let mut last_rx = Instant::now();
+/// The connection's life after hello: writes the outbox, reads requests.
+async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, bound: &Bound) -> End {
+    let settings = &state.settings;
+    let (conn, outbox) = (bound.conn, &bound.outbox);
     let limiter = rate_limiter(settings.limits.rate_per_sec, settings.limits.rate_burst);
     let mut refused_in_a_row = 0u32;
-    let end = loop {
-        let exp_at = expires.map(expiry_instant);
+    loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break End::Close(1001, "server shutting down"),
             item = outbox.recv() => {
-                // Write this item and what else is queued (a bounded batch)
-                // with one flush.
-                let mut next = Some(item);
-                let mut written = 0u64;
-                let mut closing = None;
-                while let Some(item) = next.take() {
-                    match item {
-                        Outgoing::Frame(f) => {
-                            if sink.feed(text(&f)).await.is_err() { break; }
-                            written += 1;
-                        }
-                        Outgoing::Close(code, reason) => { closing = Some((code, reason)); break; }
-                    }
-                    if written < WRITE_BATCH {
-                        next = outbox.try_recv();
-                    }
+                let Some(item) = item else { return End::Drop };
+                // Boxed: a write's state is only allocated while it runs.
+                if let Err(end) = Box::pin(write_batch(sink, outbox, &state.hub.counters, item)).await {
+                    return end;
                 }
-                hub.counters.frames_out.fetch_add(written, std::sync::atomic::Ordering::Relaxed);
-                if let Some((code, reason)) = closing { break End::Close(code, reason); }
-                if sink.flush().await.is_err() { break End::Drop; }
                 if outbox.is_empty() && outbox.is_lagged() {
-                    resync(&state, conn, &outbox);
+                    resync(state, conn, outbox);
                 }
             }
             msg = stream.next(), if !outbox.over_limit() => {
-                last_rx = Instant::now();
+                outbox.touch();
                 let text_in = match msg {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => break End::Close(4400, "text frames only"),
+                    Some(Ok(Message::Binary(_))) => return End::Close(4400, "text frames only"),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => break End::Drop,
-                    Some(Err(e)) if is_too_big(&e) => break End::Close(4413, "frame too big"),
-                    Some(Err(_)) => break End::Drop,
+                    Some(Ok(Message::Close(_))) | None => return End::Drop,
+                    Some(Err(e)) if is_too_big(&e) => return End::Close(4413, "frame too big"),
+                    Some(Err(_)) => return End::Drop,
                 };
-                hub.counters.frames_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.hub.counters.frames_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if limiter.check().is_err() {
                     refused_in_a_row += 1;
                     if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
-                        break End::Close(4429, "rate limited");
+                        return End::Close(4429, "rate limited");
                     }
                     let id = parse_client_frame(&text_in).ok().and_then(|r| r.id);
                     outbox.reply(error_frame(id, &E_RATE));
                     continue;
                 }
                 refused_in_a_row = 0;
-                if let Some(new_exp) = handle_text(&state, conn, &outbox, &text_in) {
-                    expires = new_exp;
+                if let Some(new_exp) = handle_text(state, conn, outbox, &text_in) {
+                    outbox.set_expiry(new_exp);
                 }
-            }
-            _ = ping.tick() => {
-                if last_rx.elapsed() > heartbeat * 2 {
-                    tracing::debug!(conn, "heartbeat missed");
-                    break End::Drop;
-                }
-                if sink.send(Message::Ping(Default::default())).await.is_err() { break End::Drop; }
-            }
-            _ = async { sleep_until(exp_at.unwrap_or_else(Instant::now)).await }, if exp_at.is_some() => {
-                break End::Close(4401, "token expired");
             }
         }
-    };
+    }
+}
 
-    if let End::Close(code, reason) = end {
-        close(&mut sink, &mut stream, code, reason).await;
+/// Writes `first` and what else is queued (a bounded batch) with one flush.
+/// A write that cannot progress (a half-open client with full buffers) is
+/// cut short when the heartbeat gives up on the socket.
+async fn write_batch(
+    sink: &mut Sink,
+    outbox: &Outbox,
+    counters: &Counters,
+    first: Outgoing,
+) -> Result<(), End> {
+    tokio::select! {
+        r = write_queued(sink, outbox, counters, first) => r,
+        _ = outbox.aborted() => Err(End::Drop),
     }
-    let mut g = hub.lock();
-    if g.unbind(conn, socket_id) {
-        let mut fx = Effects::new();
-        g.engine().disconnect(now_ms(), conn, &mut fx);
-        g.dispatch(fx);
+}
+
+async fn write_queued(
+    sink: &mut Sink,
+    outbox: &Outbox,
+    counters: &Counters,
+    first: Outgoing,
+) -> Result<(), End> {
+    let mut next = Some(first);
+    let mut written = 0u64;
+    let mut closing = None;
+    while let Some(item) = next.take() {
+        let msg = match item {
+            Outgoing::Frame(f) => text(&f),
+            Outgoing::Ping => Message::Ping(Default::default()),
+            Outgoing::Close(code, reason) => {
+                closing = Some((code, reason));
+                break;
+            }
+        };
+        if sink.feed(msg).await.is_err() {
+            return Err(End::Drop);
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = outbox.try_recv();
+        }
     }
+    counters
+        .frames_out
+        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    if let Some((code, reason)) = closing {
+        return Err(End::Close(code, reason));
+    }
+    if sink.flush().await.is_err() {
+        return Err(End::Drop);
+    }
+    Ok(())
 }
 
 /// Handles one text frame after hello. Returns `Some(new expiry)` after a
@@ -336,12 +412,6 @@ fn rate_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
     let per_sec = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(per_sec);
     RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
-}
-
-fn expiry_instant(exp_unix_secs: u64) -> Instant {
-    let now = now_ms();
-    let at = exp_unix_secs.saturating_mul(1000);
-    Instant::now() + Duration::from_millis(at.saturating_sub(now))
 }
 
 fn is_too_big(e: &axum::Error) -> bool {

@@ -516,3 +516,57 @@ async fn entering_again_with_the_same_data_changes_nothing_but_sends_a_sync() {
     );
     view.apply(&f);
 }
+
+/// Extension: `enter{subscribe: false}` makes a member that is not a
+/// subscriber (docs/protocol.md, "Extensions").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_without_subscribe_is_a_member_that_receives_nothing() {
+    let s = Server::start(Opts::new().grace(10_000)).await;
+    let mut a = s.user("alice").await;
+    a.view("room:1").await;
+    let mut b = s.user("bob").await;
+
+    // A flag that is not a boolean is refused and changes nothing.
+    b.err_code(
+        json!({"t": "enter", "channel": "room:1", "data": {"n": 0}, "subscribe": "no"}),
+        "bad_request",
+    )
+    .await;
+
+    let (frames, reply) = b
+        .request(
+            json!({"t": "enter", "channel": "room:1", "data": {"n": "Bob"}, "subscribe": false}),
+        )
+        .await;
+    assert_eq!(reply["t"], "ok", "{reply}");
+    assert!(frames.is_empty(), "only the ok, no sync: {frames:?}");
+    let (skipped, j) = a.until("join bob", |f| is_join(f, "room:1", "bob")).await;
+    assert_eq!(j["member"]["data"], json!({"n": "Bob"}), "{j}");
+    assert!(
+        skipped.iter().all(|f| !is_event(f, "room:1")),
+        "the refused enter produced {skipped:?}"
+    );
+
+    // Another member's join reaches alice, and nothing of room:1 reaches bob:
+    // whatever the server queued for bob before his ping arrives before the
+    // pong.
+    let mut c = s.user("carol").await;
+    c.enter("room:1", json!({})).await;
+    a.expect("join carol", |f| is_join(f, "room:1", "carol"))
+        .await;
+    let fenced = b.barrier().await;
+    assert_eq!(
+        fenced,
+        vec![json!({"t": "pong"})],
+        "bob entered without subscribing but got frames"
+    );
+
+    // Bob's leave is an ordinary leave for alice.
+    b.leave("room:1").await;
+    let l = a
+        .expect("leave bob", |f| is_leave(f, "room:1", "bob"))
+        .await;
+    assert_eq!(l["reason"], "left", "{l}");
+    let fenced = b.barrier().await;
+    assert_eq!(fenced, vec![json!({"t": "pong"})]);
+}
