@@ -227,11 +227,26 @@ impl Conn {
     /// Enters `channel` with member `data` (a JSON object). `id` asks for a
     /// reply where the protocol has one.
     pub async fn enter(&mut self, channel: &str, data: &Value, id: Option<u64>) -> Result<()> {
+        self.enter_with(channel, data, id, true).await
+    }
+
+    /// [`Conn::enter`]; `subscribe: false` enters a presenced channel
+    /// without subscribing to it (other protocols always subscribe).
+    pub async fn enter_with(
+        &mut self,
+        channel: &str,
+        data: &Value,
+        id: Option<u64>,
+        subscribe: bool,
+    ) -> Result<()> {
         let text = match self.target.proto {
             Proto::Presenced => {
                 let mut f = json!({"t": "enter", "channel": channel, "data": data});
                 if let Some(id) = id {
                     f["id"] = id.into();
+                }
+                if !subscribe {
+                    f["subscribe"] = false.into();
                 }
                 f.to_string()
             }

@@ -49,11 +49,11 @@ struct RunArgs {
     /// The sizes (10k idle, 10k storm with 100 observers, 100k room...).
     #[arg(long)]
     full: bool,
-    /// Scenarios, comma-separated: idle (also gives connect), storm, churn, bigroom, status.
+    /// Scenarios, comma-separated: idle (also gives connect), storm, storm-nosub, churn, bigroom, status.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,storm,churn,bigroom,status"
+        default_value = "idle,storm,storm-nosub,churn,bigroom,status"
     )]
     scenarios: Vec<String>,
     /// Servers, comma-separated: presenced, soketi, sio-full, sio-delta, sockudo.

@@ -88,15 +88,20 @@ impl Sizes {
 pub enum Scenario {
     Idle,
     Storm,
+    /// The storm with presenced entrants that enter without subscribing
+    /// (`enter{subscribe: false}`): they are counted, but do not receive
+    /// the member list.
+    StormNoSub,
     Churn,
     BigRoom,
     Status,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Idle,
         Scenario::Storm,
+        Scenario::StormNoSub,
         Scenario::Churn,
         Scenario::BigRoom,
         Scenario::Status,
@@ -106,6 +111,7 @@ impl Scenario {
         match self {
             Scenario::Idle => "idle",
             Scenario::Storm => "storm",
+            Scenario::StormNoSub => "storm-nosub",
             Scenario::Churn => "churn",
             Scenario::BigRoom => "bigroom",
             Scenario::Status => "status",
@@ -122,6 +128,9 @@ impl Scenario {
     fn unsupported(self, server: ServerId) -> Option<&'static str> {
         match (self, server.proto()) {
             (Scenario::Status, Proto::Pusher) => Some("n/a (no user status/watch in Pusher)"),
+            (Scenario::StormNoSub, p) if p != Proto::Presenced => {
+                Some("n/a (a member always receives the member list)")
+            }
             (Scenario::BigRoom, Proto::SioFull) => {
                 Some("n/a (building the room is O(N³) bytes in this design)")
             }
@@ -168,7 +177,8 @@ pub async fn run_all(ctx: &Ctx, scenarios: &[Scenario], servers: &[ServerId]) ->
                 Ok(srv) => {
                     let r = match sc {
                         Scenario::Idle => idle(ctx, &srv, &mut report).await,
-                        Scenario::Storm => storm(ctx, &srv, &mut report).await,
+                        Scenario::Storm => storm(ctx, &srv, &mut report, true).await,
+                        Scenario::StormNoSub => storm(ctx, &srv, &mut report, false).await,
                         Scenario::Churn => churn(ctx, &srv, &mut report).await,
                         Scenario::BigRoom => bigroom(ctx, &srv, &mut report).await,
                         Scenario::Status => status(ctx, &srv, &mut report).await,
@@ -438,7 +448,9 @@ struct StormObs {
     seen: usize,
 }
 
-async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
+/// `subscribe: false` makes presenced entrants enter without subscribing.
+async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report, subscribe: bool) -> Result<Rows> {
+    let sc = if subscribe { "storm" } else { "storm-nosub" };
     let n = ctx.sizes.storm_n;
     let o = ctx.sizes.storm_observers;
     let obs = observers(&srv.target, o, "o", |_| vec!["storm".to_owned()]).await?;
@@ -448,12 +460,13 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
         Role::Storm {
             channel: "storm".into(),
             window_us: 1_000_000,
+            subscribe,
         },
         n,
         "s",
     )?;
     let r = ws.ready(Duration::from_secs(120 + n / 100)).await?;
-    check_ready(report, srv, "storm", &r, n)?;
+    check_ready(report, srv, sc, &r, n)?;
     let want = r.ok as usize;
     let t0 = now_us() + 300_000;
     let deadline = crate::util::instant_at(t0 + ctx.sizes.storm_timeout_s * 1_000_000);
@@ -523,12 +536,12 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
     };
     Ok(vec![
         (
-            Metric::new("storm", "entrants / observers", Better::Info),
+            Metric::new(sc, "entrants / observers", Better::Info),
             Cell::Text(format!("{want} / {o}")),
         ),
         (
             Metric::new(
-                "storm",
+                sc,
                 "every observer has all members, from the storm's start (ms)",
                 Better::Lower,
             ),
@@ -536,7 +549,7 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
         ),
         (
             Metric::new(
-                "storm",
+                sc,
                 "every observer has all members, after the last enter was sent (ms)",
                 Better::Lower,
             )
@@ -544,21 +557,20 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
             after_last_cell,
         ),
         (
-            Metric::new("storm", "frames per observer (max)", Better::Lower)
-                .goal(Goal::AtMost(50.0)),
+            Metric::new(sc, "frames per observer (max)", Better::Lower).goal(Goal::AtMost(50.0)),
             Cell::Val(frames_max as f64),
         ),
         (
-            Metric::new("storm", "frames per observer (mean)", Better::Lower),
+            Metric::new(sc, "frames per observer (mean)", Better::Lower),
             Cell::Val(frames_mean),
         ),
         (
-            Metric::new("storm", "KiB per observer (mean)", Better::Lower),
+            Metric::new(sc, "KiB per observer (mean)", Better::Lower),
             Cell::Val(bytes_mean / 1024.0),
         ),
         (
             Metric::new(
-                "storm",
+                sc,
                 "presence events delivered to observers per s",
                 Better::Higher,
             )
@@ -567,22 +579,18 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
         ),
         (
             Metric::new(
-                "storm",
+                sc,
                 "entrants' own traffic, all entrants (MiB)",
                 Better::Info,
             ),
             Cell::Val(stats.bytes as f64 / 1024.0 / 1024.0),
         ),
         (
-            Metric::new("storm", "entrants' own frames, all entrants", Better::Info),
+            Metric::new(sc, "entrants' own frames, all entrants", Better::Info),
             Cell::Val(stats.frames as f64),
         ),
         (
-            Metric::new(
-                "storm",
-                "enter: max send lag behind schedule (ms)",
-                Better::Info,
-            ),
+            Metric::new(sc, "enter: max send lag behind schedule (ms)", Better::Info),
             Cell::Val(ms(stats.max_lag_us as f64)),
         ),
     ])

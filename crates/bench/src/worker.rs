@@ -31,8 +31,13 @@ use crate::util::{Hist, friends_of, instant_at, inverse, now_us, permutation, so
 pub enum Role {
     /// Enter channel `g % channels` and stay idle.
     Hold { channels: u64 },
-    /// Connect only; on Go, enter `channel` at `t0 + g * window / total`.
-    Storm { channel: String, window_us: u64 },
+    /// Connect only; on Go, enter `channel` at `t0 + g * window / total`
+    /// (presenced: without subscribing unless `subscribe`).
+    Storm {
+        channel: String,
+        window_us: u64,
+        subscribe: bool,
+    },
     /// Enter channel `g % channels`; on Go, toggle leave/enter on a shared
     /// schedule of `rate` operations per second.
     Churn { channels: u64 },
@@ -321,7 +326,9 @@ async fn run_conn(
                 st.max_lag_us = st.max_lag_us.max(now_us().saturating_sub(at));
                 st.ops += 1;
                 let sent = match &spec.role {
-                    Role::Storm { channel, .. } => conn.enter(channel, &json!({"ts": now_us()}), Some(1)).await,
+                    Role::Storm { channel, subscribe, .. } => {
+                        conn.enter_with(channel, &json!({"ts": now_us()}), Some(1), *subscribe).await
+                    }
                     Role::Churn { channels } => {
                         let channel = format!("c{}", g % channels);
                         entered = !entered;

@@ -28,6 +28,11 @@ use crate::server::AppState;
 /// Most frames written between two flushes.
 const WRITE_BATCH: u64 = 64;
 
+/// Bytes after which a batch ends early: a connection with a large backlog
+/// (snapshots of a big channel) yields to the others between batches, so
+/// reading requests and small frames to other clients keep flowing.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// Refused frames in a row after which a flooding client is closed 4429.
 const MAX_REFUSED_IN_A_ROW: u32 = 100;
 
@@ -317,10 +322,14 @@ async fn write_queued(
 ) -> Result<(), End> {
     let mut next = Some(first);
     let mut written = 0u64;
+    let mut bytes = 0usize;
     let mut closing = None;
     while let Some(item) = next.take() {
         let msg = match item {
-            Outgoing::Frame(f) => text(&f),
+            Outgoing::Frame(f) => {
+                bytes += f.bytes().len();
+                text(&f)
+            }
             Outgoing::Ping => Message::Ping(Default::default()),
             Outgoing::Close(code, reason) => {
                 closing = Some((code, reason));
@@ -331,7 +340,7 @@ async fn write_queued(
             return Err(End::Drop);
         }
         written += 1;
-        if written < WRITE_BATCH {
+        if written < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
             next = outbox.try_recv();
         }
     }
@@ -343,6 +352,9 @@ async fn write_queued(
     }
     if sink.flush().await.is_err() {
         return Err(End::Drop);
+    }
+    if bytes >= WRITE_BATCH_BYTES {
+        tokio::task::yield_now().await;
     }
     Ok(())
 }
