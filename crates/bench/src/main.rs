@@ -49,6 +49,11 @@ struct RunArgs {
     /// The sizes (10k idle, 10k storm with 100 observers, 100k room...).
     #[arg(long)]
     full: bool,
+    /// Exit with an error when a scenario fails on presenced (an error, a
+    /// killed server, observers that never converge). Missed performance
+    /// targets are reported, not failed: CI machines are noisy.
+    #[arg(long)]
+    smoke: bool,
     /// Scenarios, comma-separated: idle (also gives connect), storm, storm-nosub, churn, bigroom, status.
     #[arg(
         long,
@@ -224,6 +229,13 @@ async fn run(a: RunArgs) -> Result<()> {
             .open(&path)?;
         f.write_all(section.as_bytes())?;
         eprintln!("appended to {}", path.display());
+    }
+    if a.smoke {
+        let failures = report.failures(ServerId::Presenced);
+        if !failures.is_empty() {
+            bail!("smoke: presenced failed\n{}", failures.join("\n"));
+        }
+        eprintln!("smoke: every scenario ran on presenced");
     }
     Ok(())
 }

@@ -140,6 +140,24 @@ impl Report {
         row.cells.insert(server, cell);
     }
 
+    /// Cells of `server` that say a scenario failed (an error, a killed
+    /// server, a view that never converged), as `scenario: metric: text`.
+    pub fn failures(&self, server: ServerId) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter_map(|r| match r.cells.get(&server) {
+                Some(Cell::Text(t))
+                    if ["error", "aborted", "killed", "not "]
+                        .iter()
+                        .any(|p| t.starts_with(p)) =>
+                {
+                    Some(format!("{}: {}: {t}", r.metric.scenario, r.metric.name))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn note(&mut self, s: impl Into<String>) {
         self.notes.push(s.into());
     }
