@@ -6,7 +6,7 @@
 #   bench/setup.sh            soketi 1.6.1 and Socket.IO 4.8 (npm)
 #   bench/setup.sh --sockudo  also `cargo install sockudo` into bench/.sockudo
 #                             (needs Debian's cmake and protobuf-compiler;
-#                             about 11 minutes on 2 cores)
+#                             11 to 30 minutes on 2 cores)
 #
 # soketi's uWebSockets.js dependency is not served by the npm registry; the
 # "overrides" entry in package.json points it at a registry build

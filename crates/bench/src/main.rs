@@ -71,7 +71,8 @@ struct RunArgs {
     /// Where bench/setup.sh installed the peers.
     #[arg(long, default_value = "bench")]
     bench_dir: PathBuf,
-    /// Append the table to this Markdown file (e.g. BENCHMARKS.md).
+    /// Add the table to this Markdown file (e.g. BENCHMARKS.md), before its
+    /// "## Earlier runs" section if it has one, else at the end.
     #[arg(long)]
     write: Option<PathBuf>,
     /// Source addresses to spread connections over (127.0.0.2 ..).
@@ -222,13 +223,15 @@ async fn run(a: RunArgs) -> Result<()> {
             ctx.paths.presenced_bin.display(),
             ctx.sizes,
         );
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        f.write_all(section.as_bytes())?;
-        eprintln!("appended to {}", path.display());
+        // New runs go after the latest ones, before the archive of earlier
+        // runs if the file has one.
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        let archive = "\n## Earlier runs\n";
+        let at = text.find(archive).unwrap_or(text.len());
+        let section = section.replace("\n## Run of", "\n### Run of");
+        text.insert_str(at, &section);
+        std::fs::write(&path, text)?;
+        eprintln!("added to {}", path.display());
     }
     if a.smoke {
         let failures = report.failures(ServerId::Presenced);

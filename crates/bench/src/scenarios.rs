@@ -530,8 +530,14 @@ async fn storm(ctx: &Ctx, srv: &Server, report: &mut Report, subscribe: bool) ->
             ctx.sizes.storm_timeout_s
         ))
     };
-    let events_per_s = match (converged == results.len(), slowest) {
+    // Member events the observers applied per second until they converged,
+    // or, for a server that did not converge in time, until the deadline.
+    let events_per_s = match (all, slowest) {
         (true, Some(us)) if us > 0 => Cell::Val((want as f64 * o as f64) / (us as f64 / 1e6)),
+        (false, _) => {
+            let seen: usize = results.iter().map(|r| r.seen).sum();
+            Cell::Val(seen as f64 / ctx.sizes.storm_timeout_s as f64)
+        }
         _ => Cell::Text("—".into()),
     };
     Ok(vec![
