@@ -110,13 +110,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Bytes of outgoing frames tungstenite collects before writing: the frames
+/// of one batch (`ws::write_batch`) go out in one write, not one each. The
+/// buffer is freed once written (see `vendor/README.md`), so an idle
+/// connection does not keep it.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
     let max = state.settings.limits.max_frame_bytes;
     // Small buffers: an idle connection should cost a few KiB, not the
     // 128 KiB default read buffer (frames larger than the buffer are read in
     // several chunks; a hello with a typical token fits in one or two).
     ws.read_buffer_size(512)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {

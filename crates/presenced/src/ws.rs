@@ -7,12 +7,13 @@
 //! already removed it (`bye`, kick) or a resume bound it to another socket.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use presenced_engine::{
     ClientFrame, ConnId, Effects, ErrorCode, Frame, Identity, ParseError, RequestError,
@@ -421,9 +422,13 @@ fn resync(state: &AppState, conn: ConnId, outbox: &Arc<Outbox>) {
 }
 
 fn rate_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
+    // One clock for every limiter: creating a quanta clock queries CPUID,
+    // which is slow (a VM exit under virtualisation), once per connection.
+    static CLOCK: OnceLock<QuantaClock> = OnceLock::new();
+    let clock = CLOCK.get_or_init(QuantaClock::default).clone();
     let per_sec = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(per_sec);
-    RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
+    RateLimiter::direct_with_clock(Quota::per_second(per_sec).allow_burst(burst), clock)
 }
 
 fn is_too_big(e: &axum::Error) -> bool {

@@ -287,10 +287,11 @@ impl FrameCodec {
         }
         // presenced patch: give a large buffer back once it is fully written.
         // A Vec keeps its capacity, so one large message (a snapshot of a big
-        // channel) would otherwise stay allocated for the connection's whole
-        // life: with thousands of connections that is most of the server's
-        // memory. Small buffers are kept and reused.
-        if self.out_buffer.capacity() > RETAINED_OUT_BUFFER.max(self.out_buffer_write_len) {
+        // channel) or one batch of messages would otherwise stay allocated
+        // for the connection's whole life: with thousands of connections
+        // that is most of the server's memory. Small buffers are kept and
+        // reused.
+        if self.out_buffer.capacity() > RETAINED_OUT_BUFFER {
             self.out_buffer = Vec::new();
         }
 
@@ -299,7 +300,7 @@ impl FrameCodec {
 }
 
 /// Largest write buffer kept once it is empty (presenced patch).
-const RETAINED_OUT_BUFFER: usize = 512;
+const RETAINED_OUT_BUFFER: usize = 256;
 
 #[cfg(test)]
 mod tests {
