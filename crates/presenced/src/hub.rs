@@ -55,9 +55,8 @@ pub struct Outbox {
     last_rx: AtomicU64,
     /// When the connection's token expires (unix ms); 0 for never.
     expires_ms: AtomicU64,
-    /// The heartbeat task ended this socket (expired or silent): nothing
-    /// more to check.
-    ended: AtomicBool,
+    /// The heartbeat task queued the 4401 close of an expired token.
+    expired: AtomicBool,
     /// Set when the socket must go now, even in the middle of a write that
     /// cannot progress (a half-open client with full buffers).
     aborted: AtomicBool,
@@ -73,7 +72,7 @@ impl Outbox {
             limit,
             last_rx: AtomicU64::new(now_ms()),
             expires_ms: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
+            expired: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             abort: Notify::new(),
         })
@@ -94,19 +93,25 @@ impl Outbox {
     /// its token has expired, abort it once the client has been silent for
     /// two heartbeats, else ping it when `ping` is set.
     pub fn heartbeat(&self, now: u64, heartbeat_ms: u64, ping: bool) {
-        if self.ended.load(Ordering::Relaxed) {
+        if self.aborted.load(Ordering::Relaxed) {
             return;
         }
-        let exp = self.expires_ms.load(Ordering::Relaxed);
-        if exp != 0 && now >= exp {
-            self.ended.store(true, Ordering::Relaxed);
-            self.close(4401, "token expired");
-        } else if now.saturating_sub(self.last_rx.load(Ordering::Relaxed)) > 2 * heartbeat_ms {
-            self.ended.store(true, Ordering::Relaxed);
+        // Checked even after a 4401 was queued: a client that does not read
+        // may never let that close frame out.
+        if now.saturating_sub(self.last_rx.load(Ordering::Relaxed)) > 2 * heartbeat_ms {
             tracing::debug!("heartbeat missed");
             self.aborted.store(true, Ordering::Relaxed);
             self.abort.notify_one();
             self.ready.notify_one();
+            return;
+        }
+        if self.expired.load(Ordering::Relaxed) {
+            return;
+        }
+        let exp = self.expires_ms.load(Ordering::Relaxed);
+        if exp != 0 && now >= exp {
+            self.expired.store(true, Ordering::Relaxed);
+            self.close(4401, "token expired");
         } else if ping {
             self.push(Outgoing::Ping);
         }
@@ -439,6 +444,60 @@ mod tests {
         assert!(!outbox.broadcast(frame(5)));
         outbox.clear_lagged();
         assert!(outbox.broadcast(frame(6)));
+    }
+
+    #[tokio::test]
+    async fn heartbeat_pings_closes_expired_tokens_once_and_aborts_silent_sockets() {
+        let hb = 1_000;
+        let outbox = Outbox::new(8);
+        let t0 = outbox.last_rx.load(Ordering::Relaxed);
+        // Alive, no ping round: nothing queued.
+        outbox.heartbeat(t0 + 100, hb, false);
+        assert!(outbox.is_empty());
+        // A ping round pings.
+        outbox.heartbeat(t0 + 100, hb, true);
+        assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
+        // An expired token is closed 4401, once, and not pinged after.
+        outbox.set_expiry(Some(t0 / 1000));
+        outbox.heartbeat(t0 + 200, hb, true);
+        outbox.heartbeat(t0 + 300, hb, true);
+        assert!(matches!(
+            outbox.try_recv(),
+            Some(Outgoing::Close(4401, "token expired"))
+        ));
+        assert!(
+            outbox.is_empty(),
+            "the close is queued once, no pings after it"
+        );
+        // Two heartbeats of silence abort the socket even after the close
+        // was queued (its client may never read it): the writer's and the
+        // reader's waits both end.
+        outbox.heartbeat(t0 + 2 * hb + 1, hb, false);
+        tokio::time::timeout(Duration::from_secs(1), outbox.aborted())
+            .await
+            .expect("aborted() did not resolve");
+        outbox.reply(frame(1));
+        assert!(
+            outbox.recv().await.is_none(),
+            "recv ends once aborted, queued frames or not"
+        );
+    }
+
+    #[test]
+    fn a_client_that_sends_keeps_its_socket() {
+        let hb = 1_000;
+        let outbox = Outbox::new(8);
+        let t0 = outbox.last_rx.load(Ordering::Relaxed);
+        outbox.heartbeat(t0 + 2 * hb, hb, false);
+        assert!(
+            !outbox.aborted.load(Ordering::Relaxed),
+            "exactly two heartbeats is not over the limit"
+        );
+        outbox.last_rx.store(t0 + 2 * hb, Ordering::Relaxed);
+        outbox.heartbeat(t0 + 3 * hb, hb, false);
+        assert!(!outbox.aborted.load(Ordering::Relaxed));
+        outbox.heartbeat(t0 + 4 * hb + 1, hb, false);
+        assert!(outbox.aborted.load(Ordering::Relaxed));
     }
 
     #[test]

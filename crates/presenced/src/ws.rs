@@ -69,11 +69,13 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// let the kernel reset the connection over unread client frames, and the
 /// reset can destroy the close frame (and its code) before the client reads
 /// it.
+/// The whole handshake is bounded: a client that reads nothing (its buffers
+/// full) cannot hold the task, and so its presence, forever.
 async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &'static str) {
-    if sink.send(close_msg(code, reason)).await.is_err() {
-        return;
-    }
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        if sink.send(close_msg(code, reason)).await.is_err() {
+            return;
+        }
         while let Some(Ok(m)) = stream.next().await {
             if matches!(m, Message::Close(_)) {
                 break;
