@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::data::{MemberData, Projection};
 use crate::protocol::{
     ClientFrame, ConnStatus, ErrorCode, Frame, RequestError, Time, error_frame, ok_frame,
 };
@@ -206,37 +208,156 @@ pub struct UserPresence {
     pub last_seen: Option<u64>,
 }
 
+// Per-connection state is kept small: a server holds tens of thousands of
+// mostly idle connections. Collections are sorted `Vec`s searched by
+// bisection (one exact-size allocation, no hasher state) rather than hash
+// tables, which cost a separate table of at least four buckets each.
 #[derive(Debug)]
 struct Conn {
     user: Option<UserId>,
-    info: Option<Map<String, Value>>,
-    allowed: Option<Vec<String>>,
+    info: Option<Box<Map<String, Value>>>,
+    allowed: Option<Box<[String]>>,
     status: ConnStatus,
     /// Grace deadline while the socket is gone.
     detached: Option<u64>,
-    session: String,
-    /// Channels this connection is a member of. Not necessarily subscribed:
-    /// `enter{subscribe: false}` enters without a subscription.
-    entered: HashSet<ChannelName>,
-    /// Subscriptions, with whether occupancy was asked for.
-    subs: HashMap<ChannelName, bool>,
-    watching: HashSet<UserId>,
+    /// Shared with the `sessions` index; empty for a restored stand-in.
+    session: Arc<str>,
+    /// Channels this connection is subscribed to or has entered, sorted by
+    /// name. At most `max_channels_per_conn`.
+    channels: Vec<(ChannelName, Held)>,
+    /// Watched users, sorted. At most `max_watch_per_conn`.
+    watching: Vec<UserId>,
+}
+
+/// What a connection holds in one channel; never both empty.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    /// A member. Not necessarily subscribed: `enter{subscribe: false}`
+    /// enters without a subscription.
+    entered: bool,
+    /// Subscribed, with whether occupancy was asked for.
+    sub: Option<bool>,
 }
 
 impl Conn {
+    fn new(
+        user: Option<UserId>,
+        info: Option<Map<String, Value>>,
+        allowed: Option<Vec<String>>,
+        status: ConnStatus,
+        detached: Option<u64>,
+        session: Arc<str>,
+    ) -> Self {
+        Conn {
+            user,
+            info: info.map(Box::new),
+            allowed: allowed.map(Vec::into_boxed_slice),
+            status,
+            detached,
+            session,
+            channels: Vec::new(),
+            watching: Vec::new(),
+        }
+    }
+
+    /// Replaces the claims of the token (resume, refresh).
+    fn set_claims(&mut self, ident: Identity) {
+        self.info = ident.info.map(Box::new);
+        self.allowed = ident.channels.map(Vec::into_boxed_slice);
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.channels.binary_search_by(|(n, _)| (**n).cmp(name))
+    }
+
     /// Channels this connection holds: subscribed to or entered (the union,
     /// which `max_channels_per_conn` limits).
     fn channel_count(&self) -> usize {
-        self.subs.len()
-            + self
-                .entered
-                .iter()
-                .filter(|n| !self.subs.contains_key(*n))
-                .count()
+        self.channels.len()
     }
 
     fn holds_channel(&self, name: &str) -> bool {
-        self.subs.contains_key(name) || self.entered.contains(name)
+        self.find(name).is_ok()
+    }
+
+    fn held(&self, name: &str) -> Held {
+        self.find(name)
+            .map_or(Held::default(), |i| self.channels[i].1)
+    }
+
+    /// The entry of a channel, added empty if missing: the caller fills it.
+    fn held_mut(&mut self, name: &ChannelName) -> &mut Held {
+        let i = match self.find(name) {
+            Ok(i) => i,
+            Err(i) => {
+                // Most connections hold one channel: no room for four.
+                if self.channels.capacity() == 0 {
+                    self.channels.reserve_exact(1);
+                }
+                self.channels.insert(i, (name.clone(), Held::default()));
+                i
+            }
+        };
+        &mut self.channels[i].1
+    }
+
+    /// Changes the entry of a channel if there is one, and drops it when it
+    /// holds nothing any more. Returns the entry as it was.
+    fn release(&mut self, name: &str, change: impl FnOnce(&mut Held)) -> Held {
+        let Ok(i) = self.find(name) else {
+            return Held::default();
+        };
+        let held = &mut self.channels[i].1;
+        let was = *held;
+        change(held);
+        if !held.entered && held.sub.is_none() {
+            self.channels.remove(i);
+        }
+        was
+    }
+
+    /// Marks the channel entered; false if it already was.
+    fn enter(&mut self, name: &ChannelName) -> bool {
+        !std::mem::replace(&mut self.held_mut(name).entered, true)
+    }
+
+    /// Unmarks the channel entered; false if it was not.
+    fn leave(&mut self, name: &str) -> bool {
+        self.release(name, |h| h.entered = false).entered
+    }
+
+    fn is_entered(&self, name: &str) -> bool {
+        self.held(name).entered
+    }
+
+    fn entered(&self) -> impl Iterator<Item = &ChannelName> {
+        self.channels
+            .iter()
+            .filter(|(_, h)| h.entered)
+            .map(|(n, _)| n)
+    }
+
+    /// Subscriptions, with whether occupancy was asked for.
+    fn subs(&self) -> impl Iterator<Item = (&ChannelName, bool)> {
+        self.channels
+            .iter()
+            .filter_map(|(n, h)| h.sub.map(|occupancy| (n, occupancy)))
+    }
+
+    fn is_watching(&self, user: &str) -> bool {
+        self.watching.binary_search_by(|w| (**w).cmp(user)).is_ok()
+    }
+
+    /// Adds users not watched yet, without duplicates.
+    fn watch(&mut self, new: impl IntoIterator<Item = UserId>) {
+        self.watching.extend(new);
+        self.watching.sort_unstable();
+    }
+
+    /// Removes the users of a sorted list.
+    fn unwatch(&mut self, sorted: &[String]) {
+        self.watching
+            .retain(|w| sorted.binary_search_by(|u| u.as_str().cmp(w)).is_err());
     }
 }
 
@@ -258,7 +379,8 @@ struct OfflineRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Member {
-    data: Map<String, Value>,
+    /// Serialized once here; frames write it as is.
+    data: MemberData,
     conns: u32,
     since: u64,
 }
@@ -348,16 +470,17 @@ impl Channel {
         let Some(m) = self.members.get_mut(user) else {
             return false;
         };
-        if m.data == data {
+        let stored = MemberData::from_map(&data);
+        if m.data == stored {
             return false;
         }
         out.event(PresenceEvent::MemberUpdated {
             user: user.clone(),
             channel: name.clone(),
-            data: data.clone(),
+            data,
         });
         let old = m.clone();
-        m.data = data;
+        m.data = stored;
         self.note(user, Pending::Updated { old });
         true
     }
@@ -389,19 +512,21 @@ enum Timer {
 #[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: a table sized for growth keeps up to half its slots empty, and
+    /// an empty slot costs 16 bytes this way, not a whole `Conn`.
+    conns: HashMap<ConnId, Box<Conn>>,
     users: BTreeMap<UserId, User>,
     offline: HashMap<UserId, OfflineRecord>,
     channels: BTreeMap<ChannelName, Channel>,
     watchers: HashMap<UserId, HashSet<ConnId>>,
-    sessions: HashMap<String, ConnId>,
+    sessions: HashMap<Arc<str>, ConnId>,
     timers: BTreeSet<(u64, Timer)>,
 }
 
 #[derive(Serialize)]
 struct MemberOut<'a> {
     user: &'a str,
-    data: &'a Map<String, Value>,
+    data: &'a RawValue,
     conns: u32,
     since: Time,
 }
@@ -409,7 +534,7 @@ struct MemberOut<'a> {
 #[derive(Serialize)]
 struct PublicMemberOut<'a> {
     user: &'a str,
-    data: Map<String, Value>,
+    data: Projection<'a>,
 }
 
 #[derive(Serialize)]
@@ -441,13 +566,13 @@ fn member_view<'a>(user: &'a str, m: &'a Member, public: Option<&ChannelRule>) -
     match public {
         None => MemberView::Full(MemberOut {
             user,
-            data: &m.data,
+            data: m.data.raw(),
             conns: m.conns,
             since: Time(m.since),
         }),
         Some(rule) => MemberView::Public(PublicMemberOut {
             user,
-            data: rule.project(&m.data),
+            data: m.data.project(rule),
         }),
     }
 }
@@ -553,20 +678,18 @@ impl Engine {
         {
             return self.resume(now, old, ident, session, req_id, out);
         }
+        let session: Arc<str> = Arc::from(session);
         self.sessions.insert(session.clone(), conn);
         self.conns.insert(
             conn,
-            Conn {
-                user: user.clone(),
-                info: ident.info,
-                allowed: ident.channels,
-                status: ConnStatus::Online,
-                detached: None,
-                session: session.clone(),
-                entered: HashSet::new(),
-                subs: HashMap::new(),
-                watching: HashSet::new(),
-            },
+            Box::new(Conn::new(
+                user.clone(),
+                ident.info,
+                ident.channels,
+                ConnStatus::Online,
+                None,
+                session.clone(),
+            )),
         );
         if let Some(user) = &user {
             match self.users.get_mut(user) {
@@ -612,12 +735,12 @@ impl Engine {
         req_id: Option<u64>,
         out: &mut Effects,
     ) -> Attached {
+        let session: Arc<str> = Arc::from(session);
         let c = self.conns.get_mut(&conn).expect("resumed conn exists");
         let old_session = std::mem::replace(&mut c.session, session.clone());
-        c.info = ident.info;
-        c.allowed = ident.channels;
+        c.set_claims(ident);
         let was_detached = c.detached.take();
-        let channels: Vec<ChannelName> = c.subs.keys().cloned().collect();
+        let channels: Vec<ChannelName> = c.subs().map(|(n, _)| n.clone()).collect();
         let user = c.user.clone();
         self.sessions.remove(&old_session);
         self.sessions.insert(session.clone(), conn);
@@ -685,8 +808,8 @@ impl Engine {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let subs: Vec<(ChannelName, bool)> = c.subs.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let watching: Vec<UserId> = c.watching.iter().cloned().collect();
+        let subs: Vec<(ChannelName, bool)> = c.subs().map(|(k, v)| (k.clone(), v)).collect();
+        let watching: Vec<UserId> = c.watching.clone();
         let guest = c.user.is_none();
         for (name, occupancy) in subs {
             self.send_snapshot(conn, &name, guest, occupancy, out);
@@ -710,7 +833,7 @@ impl Engine {
         let deadline = now + grace;
         c.detached = Some(deadline);
         let user = c.user.clone();
-        let subs: Vec<ChannelName> = c.subs.keys().cloned().collect();
+        let subs: Vec<ChannelName> = c.subs().map(|(n, _)| n.clone()).collect();
         for name in subs {
             if let Some(sub) = self
                 .channels
@@ -775,11 +898,11 @@ impl Engine {
         }
         self.sessions.remove(&c.session);
         if let Some(user) = &c.user {
-            for name in &c.entered {
+            for name in c.entered() {
                 self.member_conn_leaves(now, name, user, reason, out);
             }
         }
-        for name in c.subs.keys() {
+        for (name, _) in c.subs() {
             if let Some(ch) = self.channels.get_mut(name) {
                 ch.subscribers.remove(&conn);
             }
@@ -899,8 +1022,7 @@ impl Engine {
     ) -> Result<(), RequestError> {
         let result = match self.conns.get_mut(&conn) {
             Some(c) if c.user.as_deref() == ident.user.as_deref() && c.user.is_some() => {
-                c.info = ident.info;
-                c.allowed = ident.channels;
+                c.set_claims(ident);
                 Ok(())
             }
             _ => Err(E_OTHER_USER),
@@ -932,13 +1054,13 @@ impl Engine {
                 Ok(())
             }
             ClientFrame::Subscribe { channel, occupancy } => {
-                let name: ChannelName = Arc::from(channel);
+                let name = self.channel_name(channel);
                 self.check_subscribe(conn, &name)?;
                 self.subscribe(conn, &name, Some(occupancy), out);
                 Ok(())
             }
             ClientFrame::Unsubscribe { channel } => {
-                let name: ChannelName = Arc::from(channel);
+                let name = self.channel_name(channel);
                 self.unsubscribe(now, conn, &name, out);
                 Ok(())
             }
@@ -950,25 +1072,25 @@ impl Engine {
                 if guest {
                     return Err(E_GUEST);
                 }
-                self.enter(now, conn, Arc::from(channel), data, subscribe, out)
+                self.enter(now, conn, self.channel_name(channel), data, subscribe, out)
             }
             ClientFrame::Update { channel, data } => {
                 if guest {
                     return Err(E_GUEST);
                 }
-                self.update(now, conn, &Arc::from(channel), data, out)
+                self.update(now, conn, &self.channel_name(channel), data, out)
             }
             ClientFrame::Leave { channel } => {
                 if guest {
                     return Err(E_GUEST);
                 }
-                self.leave(now, conn, &Arc::from(channel), out)
+                self.leave(now, conn, &self.channel_name(channel), out)
             }
             ClientFrame::Publish { channel, data } => {
                 if guest {
                     return Err(E_GUEST);
                 }
-                self.publish(conn, &Arc::from(channel), data, out)
+                self.publish(conn, &self.channel_name(channel), data, out)
             }
             ClientFrame::Status { status } => {
                 if guest {
@@ -984,13 +1106,14 @@ impl Engine {
                 Ok(())
             }
             ClientFrame::Watch { users } => self.watch(now, conn, users, out),
-            ClientFrame::Unwatch { users } => {
-                for u in users {
-                    let u: UserId = Arc::from(u);
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.watching.remove(&u);
-                    }
-                    self.unwatch_one(conn, &u);
+            ClientFrame::Unwatch { mut users } => {
+                users.sort_unstable();
+                users.dedup();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.unwatch(&users);
+                }
+                for u in &users {
+                    self.unwatch_one(conn, u);
                 }
                 Ok(())
             }
@@ -998,6 +1121,16 @@ impl Engine {
                 self.remove_conn(now, conn, Reason::Logout, out);
                 Ok(())
             }
+        }
+    }
+
+    /// The name as the existing channel holds it: connections that enter
+    /// or subscribe share that one allocation instead of holding a copy each
+    /// (and lookups need none).
+    fn channel_name(&self, name: String) -> ChannelName {
+        match self.channels.get_key_value(name.as_str()) {
+            Some((existing, _)) => existing.clone(),
+            None => Arc::from(name),
         }
     }
 
@@ -1039,8 +1172,8 @@ impl Engine {
             .get_mut(&conn)
             .expect("request from a known conn");
         let guest = c.user.is_none();
-        let occupancy = occupancy.unwrap_or_else(|| c.subs.get(name).copied().unwrap_or(false));
-        c.subs.insert(name.clone(), occupancy);
+        let occupancy = occupancy.unwrap_or_else(|| c.held(name).sub.unwrap_or(false));
+        c.held_mut(name).sub = Some(occupancy);
         let ch = self
             .channels
             .entry(name.clone())
@@ -1063,8 +1196,9 @@ impl Engine {
             .conns
             .get_mut(&conn)
             .expect("request from a known conn");
-        let was_subscribed = c.subs.remove(name).is_some();
-        if c.entered.remove(name) {
+        let was = c.release(name, |h| *h = Held::default());
+        let was_subscribed = was.sub.is_some();
+        if was.entered {
             let user = c.user.clone().expect("only users enter");
             self.member_conn_leaves(now, name, &user, Reason::Left, out);
         }
@@ -1081,7 +1215,7 @@ impl Engine {
     fn member_data(conn: &Conn, mut data: Map<String, Value>) -> Map<String, Value> {
         data.remove("info");
         if let Some(info) = &conn.info {
-            data.insert("info".into(), Value::Object(info.clone()));
+            data.insert("info".into(), Value::Object((**info).clone()));
         }
         data
     }
@@ -1145,8 +1279,7 @@ impl Engine {
             .conns
             .get_mut(&conn)
             .expect("request from a known conn");
-        let new_conn_in_channel = c.entered.insert(name.clone());
-        let default_data = Self::member_data(c, Map::new());
+        let new_conn_in_channel = c.enter(&name);
         let ch = self
             .channels
             .entry(name.clone())
@@ -1165,17 +1298,18 @@ impl Engine {
                 }
             }
             None => {
-                let data = data.unwrap_or(default_data);
+                let data = data.unwrap_or_else(|| Self::member_data(c, Map::new()));
+                let stored = MemberData::from_map(&data);
                 out.event(PresenceEvent::MemberJoined {
                     user: user.clone(),
                     channel: name.clone(),
                     at: now,
-                    data: data.clone(),
+                    data,
                 });
                 ch.members.insert(
                     user.clone(),
                     Member {
-                        data,
+                        data: stored,
                         conns: 1,
                         since: now,
                     },
@@ -1201,7 +1335,7 @@ impl Engine {
         out: &mut Effects,
     ) -> Result<(), RequestError> {
         let c = self.conns.get(&conn).expect("request from a known conn");
-        if !c.entered.contains(name) {
+        if !c.is_entered(name) {
             return Err(E_NOT_MEMBER);
         }
         let data = Value::Object(data);
@@ -1229,7 +1363,7 @@ impl Engine {
             .conns
             .get_mut(&conn)
             .expect("request from a known conn");
-        if !c.entered.remove(name) {
+        if !c.leave(name) {
             return Err(E_NOT_MEMBER);
         }
         let user = c.user.clone().expect("only users enter");
@@ -1302,30 +1436,30 @@ impl Engine {
         if c.user.is_none() && !self.cfg.guests_watch {
             return Err(E_GUEST);
         }
-        let new: HashSet<&str> = users
+        let mut new: Vec<&str> = users
             .iter()
             .map(String::as_str)
-            .filter(|u| !c.watching.contains(*u))
+            .filter(|u| !c.is_watching(u))
             .collect();
+        new.sort_unstable();
+        new.dedup();
         if c.watching.len() + new.len() > self.cfg.max_watch_per_conn {
             return Err(E_WATCH);
         }
-        let c = self
-            .conns
-            .get_mut(&conn)
-            .expect("request from a known conn");
-        for u in &users {
-            let u: UserId = Arc::from(u.as_str());
-            if c.watching.insert(u.clone()) {
-                self.watchers.entry(u).or_default().insert(conn);
-            }
+        let new: Vec<UserId> = new.into_iter().map(Arc::from).collect();
+        for u in &new {
+            self.watchers.entry(u.clone()).or_default().insert(conn);
         }
+        self.conns
+            .get_mut(&conn)
+            .expect("request from a known conn")
+            .watch(new);
         let frame = self.presence_frame(now, users.iter().map(String::as_str));
         out.reply(conn, frame);
         Ok(())
     }
 
-    fn unwatch_one(&mut self, conn: ConnId, user: &UserId) {
+    fn unwatch_one(&mut self, conn: ConnId, user: &str) {
         if let Some(set) = self.watchers.get_mut(user) {
             set.remove(&conn);
             if set.is_empty() {
@@ -1651,7 +1785,7 @@ impl Engine {
             Some(u) => {
                 let mut channels: BTreeSet<&str> = BTreeSet::new();
                 for c in u.conns.iter().filter_map(|c| self.conns.get(c)) {
-                    channels.extend(c.entered.iter().map(|n| &**n));
+                    channels.extend(c.entered().map(|n| &**n));
                 }
                 (
                     u.conns.len(),
@@ -1763,14 +1897,14 @@ impl Engine {
             .values()
             .filter(|c| !c.session.is_empty())
             .map(|c| SessionRecord {
-                session: c.session.clone(),
+                session: c.session.to_string(),
                 user: c.user.as_deref().map(str::to_owned),
                 away: c.status == ConnStatus::Away,
-                entered: c.entered.iter().map(|n| n.to_string()).collect(),
-                subs: c.subs.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
+                entered: c.entered().map(|n| n.to_string()).collect(),
+                subs: c.subs().map(|(n, o)| (n.to_string(), o)).collect(),
                 watching: c.watching.iter().map(|u| u.to_string()).collect(),
-                info: c.info.clone(),
-                channels: c.allowed.clone(),
+                info: c.info.as_deref().cloned(),
+                channels: c.allowed.as_ref().map(|a| a.to_vec()),
             })
             .collect()
     }
@@ -1794,6 +1928,7 @@ impl Engine {
         let journal: HashMap<String, RestoredUser> =
             users.into_iter().map(|u| (u.user.clone(), u)).collect();
         let mut covered: HashSet<String> = HashSet::new();
+        let no_data = Map::new();
         for rec in sessions {
             if rec.user.as_ref().is_some_and(|u| !journal.contains_key(u)) {
                 // The journal says this user was not online: nothing to hold.
@@ -1801,21 +1936,19 @@ impl Engine {
             }
             let conn = next_conn();
             let user: Option<UserId> = rec.user.as_deref().map(Arc::from);
-            let mut c = Conn {
-                user: user.clone(),
-                info: rec.info,
-                allowed: rec.channels,
-                status: if rec.away {
+            let session: Arc<str> = Arc::from(rec.session);
+            let mut c = Conn::new(
+                user.clone(),
+                rec.info,
+                rec.channels,
+                if rec.away {
                     ConnStatus::Away
                 } else {
                     ConnStatus::Online
                 },
-                detached: Some(deadline),
-                session: rec.session.clone(),
-                entered: HashSet::new(),
-                subs: HashMap::new(),
-                watching: HashSet::new(),
-            };
+                Some(deadline),
+                session.clone(),
+            );
             for (name, occupancy) in rec.subs {
                 if !crate::rules::valid_channel_name(&name) {
                     continue;
@@ -1833,13 +1966,16 @@ impl Engine {
                         live: false,
                     },
                 );
-                c.subs.insert(name, occupancy);
+                c.held_mut(&name).sub = Some(occupancy);
             }
-            for w in rec.watching {
-                let w: UserId = Arc::from(w.as_str());
+            let mut watching = rec.watching;
+            watching.sort_unstable();
+            watching.dedup();
+            let watching: Vec<UserId> = watching.iter().map(|w| Arc::from(w.as_str())).collect();
+            for w in &watching {
                 self.watchers.entry(w.clone()).or_default().insert(conn);
-                c.watching.insert(w);
             }
+            c.watch(watching);
             if let Some(user) = &user {
                 let r = journal.get(&**user).expect("checked above");
                 // Entered channels need not be subscribed ones
@@ -1849,23 +1985,22 @@ impl Engine {
                         continue;
                     }
                     let name: ChannelName = Arc::from(name.as_str());
-                    if c.entered.contains(&name) {
+                    if c.is_entered(&name) {
                         continue;
                     }
                     let (data, since) = r
                         .channels
                         .iter()
                         .find(|(n, _, _)| **n == *name)
-                        .map(|(_, d, s)| (d.clone(), *s))
-                        .unwrap_or_else(|| (Map::new(), now));
+                        .map_or((&no_data, now), |(_, d, s)| (d, *s));
                     self.restore_member(&name, user, data, since);
-                    c.entered.insert(name);
+                    c.enter(&name);
                 }
                 self.restore_user_conn(user, conn, r);
                 covered.insert(user.to_string());
             }
-            self.sessions.insert(rec.session, conn);
-            self.conns.insert(conn, c);
+            self.sessions.insert(session, conn);
+            self.conns.insert(conn, Box::new(c));
             self.set_timer(deadline, Timer::Grace(conn), out);
         }
         for (name, r) in journal {
@@ -1877,35 +2012,31 @@ impl Engine {
                 continue;
             }
             let conn = next_conn();
-            let mut entered = HashSet::new();
+            // A stand-in for the connections the crash cut: it holds the
+            // user's presence for one grace window, like any dropped socket.
+            let mut c = Conn::new(
+                Some(user.clone()),
+                None,
+                None,
+                if r.status == UserStatus::Away {
+                    ConnStatus::Away
+                } else {
+                    ConnStatus::Online
+                },
+                Some(deadline),
+                Arc::from(""),
+            );
             for (channel, data, since) in &r.channels {
                 if !crate::rules::valid_channel_name(channel) {
                     continue;
                 }
                 let channel: ChannelName = Arc::from(channel.as_str());
-                self.restore_member(&channel, &user, data.clone(), *since);
-                entered.insert(channel);
+                // Once per channel, as the connection counts once there.
+                if c.enter(&channel) {
+                    self.restore_member(&channel, &user, data, *since);
+                }
             }
-            // A stand-in for the connections the crash cut: it holds the
-            // user's presence for one grace window, like any dropped socket.
-            self.conns.insert(
-                conn,
-                Conn {
-                    user: Some(user.clone()),
-                    info: None,
-                    allowed: None,
-                    status: if r.status == UserStatus::Away {
-                        ConnStatus::Away
-                    } else {
-                        ConnStatus::Online
-                    },
-                    detached: Some(deadline),
-                    session: String::new(),
-                    entered,
-                    subs: HashMap::new(),
-                    watching: HashSet::new(),
-                },
-            );
+            self.conns.insert(conn, Box::new(c));
             self.restore_user_conn(&user, conn, &r);
             self.set_timer(deadline, Timer::Grace(conn), out);
         }
@@ -1915,7 +2046,7 @@ impl Engine {
         &mut self,
         name: &ChannelName,
         user: &UserId,
-        data: Map<String, Value>,
+        data: &Map<String, Value>,
         since: u64,
     ) {
         let ch = self
@@ -1928,7 +2059,7 @@ impl Engine {
                 ch.members.insert(
                     user.clone(),
                     Member {
-                        data,
+                        data: MemberData::from_map(data),
                         conns: 1,
                         since,
                     },
@@ -2157,4 +2288,66 @@ fn occupancy_frame(name: &str, (members, connections): (usize, usize)) -> Frame 
         members,
         connections,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Conn {
+        Conn::new(
+            Some(Arc::from("u1")),
+            None,
+            None,
+            ConnStatus::Online,
+            None,
+            Arc::from("s"),
+        )
+    }
+
+    fn names<'a>(it: impl Iterator<Item = &'a ChannelName>) -> Vec<&'a str> {
+        it.map(|n| &**n).collect()
+    }
+
+    #[test]
+    fn conn_channels_stay_sorted_and_count_the_union() {
+        let mut c = conn();
+        let (a, b, z): (ChannelName, ChannelName, ChannelName) =
+            (Arc::from("a"), Arc::from("b"), Arc::from("z"));
+        assert!(c.enter(&z));
+        assert!(!c.enter(&z));
+        c.held_mut(&a).sub = Some(true);
+        c.held_mut(&z).sub = Some(false);
+        assert!(c.enter(&b));
+        assert_eq!(c.channel_count(), 3);
+        assert_eq!(names(c.entered()), ["b", "z"]);
+        let subs: Vec<(&str, bool)> = c.subs().map(|(n, o)| (&**n, o)).collect();
+        assert_eq!(subs, [("a", true), ("z", false)]);
+        assert!(c.holds_channel("a") && !c.holds_channel("c"));
+
+        // Leaving keeps a subscription; dropping both forgets the channel.
+        assert!(c.leave("z"));
+        assert!(!c.leave("z"));
+        assert!(c.holds_channel("z") && !c.is_entered("z"));
+        assert!(c.leave("b"));
+        assert!(!c.holds_channel("b"));
+        let was = c.release("a", |h| *h = Held::default());
+        assert_eq!(was.sub, Some(true));
+        assert_eq!(c.channel_count(), 1);
+        assert!(!c.leave("nope"));
+    }
+
+    #[test]
+    fn conn_watching_is_a_sorted_set() {
+        let mut c = conn();
+        c.watch(["c", "a"].map(Arc::from));
+        c.watch([Arc::from("b")]);
+        assert!(c.is_watching("a") && c.is_watching("c") && !c.is_watching("d"));
+        assert_eq!(
+            c.watching.iter().map(|u| &**u).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        c.unwatch(&["a".to_owned(), "c".to_owned(), "x".to_owned()]);
+        assert_eq!(c.watching.iter().map(|u| &**u).collect::<Vec<_>>(), ["b"]);
+    }
 }

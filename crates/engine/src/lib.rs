@@ -7,6 +7,7 @@
 //! tests drive a refresh inside grace or ten thousand joins in one tick
 //! deterministically.
 
+mod data;
 pub mod engine;
 pub mod protocol;
 pub mod rules;

@@ -1888,3 +1888,116 @@ fn a_clean_restart_restores_entered_channels_without_subscription() {
     d2.ok(101, unsubscribe(4, "room:1"));
     assert_eq!(d2.eng.member_ids("room:1"), vec!["u2"]);
 }
+
+// ----- member data on the wire ---------------------------------------------------
+
+/// Raw text of the frames `conn` received since the last take.
+fn take_raw(d: &mut Driver, conn: u64) -> Vec<String> {
+    d.frames
+        .remove(&conn)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| f.as_str().to_owned())
+        .collect()
+}
+
+/// Sends a client frame as exactly this text (key order and all).
+fn req_text(d: &mut Driver, conn: u64, text: &str) {
+    let r = parse_client_frame(text).unwrap();
+    let mut fx = Effects::new();
+    d.eng.request(d.now, conn, r.id, r.frame, &mut fx).unwrap();
+    d.absorb(fx);
+}
+
+#[test]
+fn member_data_goes_out_as_the_map_writes_it_and_survives_a_restart() {
+    let mut d = Driver::new(guest_cfg());
+    let o = d.hello("obs");
+    d.ok(o, subscribe(1, "pub:1"));
+    let g = d.guest();
+    d.ok(g, subscribe(1, "pub:1"));
+    d.clear();
+    let info = json!({"phone": "1", "avatar": "a.png"});
+    let a = d.hello_as(with_info("u1", info.clone()));
+    // Keys out of order, escapes, non-ASCII, floats: what the engine stores
+    // and sends must be what serializing the parsed map gives.
+    let client = r#"{"z":[1,2.5,null,-3e-7],"name":"Ann \u00e9 \"q\"","n":1e300,"info":"forged"}"#;
+    req_text(
+        &mut d,
+        a,
+        &format!(r#"{{"t":"enter","id":1,"channel":"pub:1","data":{client}}}"#),
+    );
+    let mut map: serde_json::Map<String, Value> = serde_json::from_str(client).unwrap();
+    map.insert("info".into(), info);
+    let full = serde_json::to_string(&map).unwrap();
+    let rule = guest_cfg().rules.rule_for("pub:1").clone();
+    let public = serde_json::to_string(&rule.project(&map)).unwrap();
+    assert_eq!(
+        public,
+        r#"{"info":{"avatar":"a.png"},"name":"Ann é \"q\""}"#
+    );
+
+    let joined = take_raw(&mut d, o);
+    assert_eq!(joined.len(), 1);
+    assert!(
+        joined[0].contains(&format!(
+            r#""member":{{"user":"u1","data":{full},"conns":1,"#
+        )),
+        "{joined:?}"
+    );
+    let seen_by_guest = take_raw(&mut d, g);
+    assert_eq!(
+        seen_by_guest,
+        [format!(
+            r#"{{"t":"join","channel":"pub:1","seq":1,"member":{{"user":"u1","data":{public}}}}}"#
+        )]
+    );
+    let events = d.take_events();
+    let joined_data = events.iter().find_map(|e| match e {
+        PresenceEvent::MemberJoined { data, .. } => Some(data.clone()),
+        _ => None,
+    });
+    assert_eq!(joined_data, Some(map.clone()));
+
+    // The same data in another key order is no change: nothing is sent.
+    d.tick(1_000);
+    req_text(
+        &mut d,
+        a,
+        r#"{"t":"update","id":2,"channel":"pub:1","data":{"n":1e300,"name":"Ann \u00e9 \"q\"","z":[1,2.5,null,-3e-7]}}"#,
+    );
+    d.run_for(200, 50);
+    assert!(take_raw(&mut d, o).is_empty());
+    assert!(take_raw(&mut d, g).is_empty());
+    assert!(d.take_events().is_empty());
+    // A snapshot writes the same bytes as the join did.
+    let o2 = d.hello("obs2");
+    d.ok(o2, subscribe(1, "pub:1"));
+    let sync = take_raw(&mut d, o2);
+    assert!(sync[1].contains(&format!(r#""data":{full},"#)), "{sync:?}");
+
+    // Through the journal (the event's map, as store.rs keeps it) into a
+    // restarted engine: the same bytes again, for users and for guests.
+    let mut d2 = Driver::new(guest_cfg());
+    let journal = vec![RestoredUser {
+        user: "u1".into(),
+        status: UserStatus::Online,
+        since: T0,
+        last_seen: d.now,
+        channels: vec![("pub:1".into(), joined_data.unwrap(), T0)],
+    }];
+    let mut fx = Effects::new();
+    d2.eng.restore(d2.now, journal, Vec::new(), || 100, &mut fx);
+    d2.absorb(fx);
+    let o = d2.hello("obs");
+    d2.ok(o, subscribe(1, "pub:1"));
+    let sync = take_raw(&mut d2, o);
+    assert!(sync[1].contains(&format!(r#""data":{full},"#)), "{sync:?}");
+    let g = d2.guest();
+    d2.ok(g, subscribe(1, "pub:1"));
+    let sync = take_raw(&mut d2, g);
+    assert!(
+        sync[1].contains(&format!(r#""members":[{{"user":"u1","data":{public}}}]"#)),
+        "{sync:?}"
+    );
+}
