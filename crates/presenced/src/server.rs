@@ -126,9 +126,13 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            let shutdown = state.shutdown.clone();
+            // The connection gets a task of its own and axum's upgrade task
+            // ends here: that task's future keeps axum's upgrade state and
+            // a slot for the 368-byte socket beside ours for as long as it
+            // runs, about 500 bytes per connection.
             let tasks = state.tasks.clone();
-            tasks.track_future(crate::ws::run(socket, state, shutdown))
+            tasks.spawn(crate::ws::run(socket, state));
+            std::future::ready(())
         })
 }
 

@@ -231,11 +231,28 @@ impl FrameCodec {
 
     /// Read into available `in_buffer` capacity.
     fn read_in(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        // presenced patch: the read buffer is only held while there is
+        // something to read (see below). Between frames it is allocated
+        // again at its full size, so a frame still takes one read, not one
+        // for the header and another for the payload.
+        if self.header.is_none() && self.in_buffer.is_empty() {
+            self.in_buffer.reserve(self.in_buf_max_read);
+        }
         let len = self.in_buffer.len();
         debug_assert!(self.in_buffer.capacity() > len);
         self.in_buffer.resize(self.in_buffer.capacity().min(len + self.in_buf_max_read), 0);
         let size = stream.read(&mut self.in_buffer[len..]);
         self.in_buffer.truncate(len + size.as_ref().copied().unwrap_or(0));
+        // presenced patch: nothing more to read now and nothing buffered
+        // between frames: free the buffer. An idle connection then holds no
+        // read buffer at all; with thousands of them, that was an eighth of
+        // the server's memory.
+        if self.header.is_none()
+            && self.in_buffer.is_empty()
+            && matches!(&size, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        {
+            self.in_buffer = BytesMut::new();
+        }
         size
     }
 
@@ -285,22 +302,19 @@ impl FrameCodec {
             }
             self.out_buffer.drain(0..len);
         }
-        // presenced patch: give a large buffer back once it is fully written.
+        // presenced patch: give the buffer back once it is fully written.
         // A Vec keeps its capacity, so one large message (a snapshot of a big
         // channel) or one batch of messages would otherwise stay allocated
         // for the connection's whole life: with thousands of connections
-        // that is most of the server's memory. Small buffers are kept and
-        // reused.
-        if self.out_buffer.capacity() > RETAINED_OUT_BUFFER {
+        // that is most of the server's memory. Even a ping's few bytes grow
+        // it to a minimum allocation kept by every idle connection.
+        if self.out_buffer.capacity() > 0 {
             self.out_buffer = Vec::new();
         }
 
         Ok(())
     }
 }
-
-/// Largest write buffer kept once it is empty (presenced patch).
-const RETAINED_OUT_BUFFER: usize = 256;
 
 #[cfg(test)]
 mod tests {
