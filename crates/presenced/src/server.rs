@@ -196,7 +196,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    axum::serve(listener, app(state))
+    // `into_make_service`: a bare `Router` as the make-service rebuilds its
+    // route table for every accepted connection (`with_state(())` per
+    // call); this hands each connection a clone of one shared router.
+    axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     tasks.close();

@@ -311,11 +311,11 @@ fn writer_loop(
                 match op {
                     Op::Event(ev) => webhook_rows += apply_event(&tx, &ev, &urls)?,
                     Op::Alive(now) => {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO meta (key, value) VALUES ('alive_at', ?1)
                              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            params![now.to_string()],
-                        )?;
+                        )?
+                        .execute(params![now.to_string()])?;
                     }
                     Op::Barrier(done) => barriers.push(done),
                 }
@@ -347,18 +347,18 @@ fn apply_event(
     urls: &[String],
 ) -> rusqlite::Result<usize> {
     let upsert_user = |user: &str, status: UserStatus, since: u64, last_seen: Option<u64>| {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO users (user, status, since, last_seen) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user) DO UPDATE SET status = excluded.status,
                  since = excluded.since,
                  last_seen = COALESCE(excluded.last_seen, users.last_seen)",
-            params![
-                user,
-                status_str(status),
-                since as i64,
-                last_seen.map(|v| v as i64)
-            ],
-        )
+        )?
+        .execute(params![
+            user,
+            status_str(status),
+            since as i64,
+            last_seen.map(|v| v as i64)
+        ])
     };
     let (kind, user, channel, at, reason) = match ev {
         PresenceEvent::UserOnline { user, at } => {
@@ -376,7 +376,8 @@ fn apply_event(
             reason,
         } => {
             upsert_user(user, UserStatus::Offline, *at, Some(*last_seen))?;
-            tx.execute("DELETE FROM members WHERE user = ?1", params![&**user])?;
+            tx.prepare_cached("DELETE FROM members WHERE user = ?1")?
+                .execute(params![&**user])?;
             ("user.offline", user, None, *at, Some(*reason))
         }
         PresenceEvent::MemberJoined {
@@ -385,17 +386,17 @@ fn apply_event(
             at,
             data,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO members (user, channel, data, since) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user, channel) DO UPDATE SET data = excluded.data,
                      since = excluded.since",
-                params![
-                    &**user,
-                    &**channel,
-                    Value::Object(data.clone()).to_string(),
-                    *at as i64
-                ],
-            )?;
+            )?
+            .execute(params![
+                &**user,
+                &**channel,
+                Value::Object(data.clone()).to_string(),
+                *at as i64
+            ])?;
             ("member.joined", user, Some(channel), *at, None)
         }
         PresenceEvent::MemberUpdated {
@@ -403,10 +404,12 @@ fn apply_event(
             channel,
             data,
         } => {
-            tx.execute(
-                "UPDATE members SET data = ?3 WHERE user = ?1 AND channel = ?2",
-                params![&**user, &**channel, Value::Object(data.clone()).to_string()],
-            )?;
+            tx.prepare_cached("UPDATE members SET data = ?3 WHERE user = ?1 AND channel = ?2")?
+                .execute(params![
+                    &**user,
+                    &**channel,
+                    Value::Object(data.clone()).to_string()
+                ])?;
             return Ok(0);
         }
         PresenceEvent::MemberLeft {
@@ -415,10 +418,8 @@ fn apply_event(
             at,
             reason,
         } => {
-            tx.execute(
-                "DELETE FROM members WHERE user = ?1 AND channel = ?2",
-                params![&**user, &**channel],
-            )?;
+            tx.prepare_cached("DELETE FROM members WHERE user = ?1 AND channel = ?2")?
+                .execute(params![&**user, &**channel])?;
             ("member.left", user, Some(channel), *at, Some(*reason))
         }
     };
@@ -436,11 +437,11 @@ fn apply_event(
     })
     .unwrap_or_default();
     for url in urls {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO webhook_outbox (url, event_id, user, payload, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![url, id, &**user, payload, at as i64],
-        )?;
+        )?
+        .execute(params![url, id, &**user, payload, at as i64])?;
     }
     Ok(urls.len())
 }
