@@ -348,10 +348,11 @@ impl Conn {
         self.watching.binary_search_by(|w| (**w).cmp(user)).is_ok()
     }
 
-    /// Adds users not watched yet, without duplicates.
+    /// Adds users (callers pass only new ones; a repeat is dropped anyway).
     fn watch(&mut self, new: impl IntoIterator<Item = UserId>) {
         self.watching.extend(new);
         self.watching.sort_unstable();
+        self.watching.dedup();
     }
 
     /// Removes the users of a sorted list.

