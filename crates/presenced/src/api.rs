@@ -34,9 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use presenced_engine::{
-    Effects, UserDetail, UserPresence, UserStatus, rfc3339, valid_channel_name,
-};
+use presenced_engine::{UserDetail, UserPresence, UserStatus, rfc3339, valid_channel_name};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,8 +43,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::auth::MAX_USER_ID_BYTES;
-use crate::hub::now_ms;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Most ids in one `POST /v1/users/query`.
 pub const MAX_QUERY_USERS: usize = 1_000;
@@ -576,7 +573,7 @@ pub async fn get_user(
 ) -> Result<Json<UserOut>, ApiError> {
     check_user_id(&user)?;
     store_barrier(&state).await?;
-    let detail = state.hub.lock().engine().user_detail(now_ms(), &user);
+    let detail = state.hub.user_detail(&user);
     match detail {
         Some(d) => Ok(Json(d.into())),
         None => Err(ApiError::not_found("user never seen")),
@@ -611,15 +608,12 @@ pub async fn query_users(
         check_user_id(u)?;
     }
     store_barrier(&state).await?;
-    let now = now_ms();
-    let users = {
-        let mut g = state.hub.lock();
-        let engine = g.engine();
-        body.users
-            .iter()
-            .map(|u| (u.clone(), engine.presence(now, u).into()))
-            .collect()
-    };
+    let users = state
+        .hub
+        .presence_of(&body.users)
+        .into_iter()
+        .map(|(u, p)| (u, p.into()))
+        .collect();
     Ok(Json(UsersQueryOut { users }))
 }
 
@@ -648,12 +642,7 @@ pub async fn list_users(
     let limit = parse_limit(q.limit.as_deref())?;
     let cursor = decode_cursor(q.cursor.as_deref())?;
     store_barrier(&state).await?;
-    let (page, next) =
-        state
-            .hub
-            .lock()
-            .engine()
-            .list_users(now_ms(), status, cursor.as_deref(), limit);
+    let (page, next) = state.hub.list_users(status, cursor.as_deref(), limit);
     Ok(Json(UserPage {
         users: page.into_iter().map(UserOut::from).collect(),
         next_cursor: next.as_deref().map(encode_cursor),
@@ -679,13 +668,7 @@ pub async fn disconnect_user(
     ApiPath(user): ApiPath<String>,
 ) -> Result<Json<DisconnectOut>, ApiError> {
     check_user_id(&user)?;
-    let disconnected = {
-        let mut g = state.hub.lock();
-        let mut fx = Effects::new();
-        let n = g.engine().kick_user(now_ms(), &user, &mut fx);
-        g.dispatch(fx);
-        n
-    };
+    let disconnected = state.hub.kick_user(&user);
     Ok(Json(DisconnectOut { user, disconnected }))
 }
 
@@ -713,11 +696,7 @@ pub async fn list_channels(
     }
     let limit = parse_limit(q.limit.as_deref())?;
     let cursor = decode_cursor(q.cursor.as_deref())?;
-    let (page, next) = state
-        .hub
-        .lock()
-        .engine()
-        .list_channels(&prefix, cursor.as_deref(), limit);
+    let (page, next) = state.hub.list_channels(&prefix, cursor.as_deref(), limit);
     Ok(Json(ChannelPage {
         channels: page
             .into_iter()
@@ -748,12 +727,7 @@ pub async fn get_channel(
     ApiPath(channel): ApiPath<String>,
 ) -> Result<Json<ChannelOut>, ApiError> {
     check_channel(&channel)?;
-    let (members, connections) = state
-        .hub
-        .lock()
-        .engine()
-        .occupancy(&channel)
-        .unwrap_or((0, 0));
+    let (members, connections) = state.hub.occupancy(&channel).unwrap_or((0, 0));
     Ok(Json(ChannelOut {
         channel,
         members,
@@ -786,8 +760,6 @@ pub async fn channel_members(
     let cursor = decode_cursor(q.cursor.as_deref())?;
     let (members, next) = state
         .hub
-        .lock()
-        .engine()
         .channel_members(&channel, cursor.as_deref(), limit)
         .unwrap_or_default();
     Ok(Json(MemberPage {
@@ -826,15 +798,7 @@ pub async fn post_message(
             state.settings.limits.max_data_bytes
         )));
     }
-    let delivered = {
-        let mut g = state.hub.lock();
-        let mut fx = Effects::new();
-        let n = g
-            .engine()
-            .broadcast_message(&channel, None, &body.data, None, &mut fx);
-        g.dispatch(fx);
-        n
-    };
+    let delivered = state.hub.publish(&channel, &body.data);
     Ok(Json(MessageOut { delivered }))
 }
 

@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod hub;
 pub mod metrics;
 pub mod outbound;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod web;
 pub mod webhooks;

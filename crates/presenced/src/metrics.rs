@@ -23,7 +23,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub const CONNECTIONS: &str = "presenced_connections";
 pub const USERS_ONLINE: &str = "presenced_users_online";
@@ -127,21 +127,12 @@ pub fn render(state: &AppState) -> String {
     let Some(handle) = handle() else {
         return String::new();
     };
-    let (connections, users, channels, members) = {
-        let mut g = state.hub.lock();
-        let e = g.engine();
-        (
-            e.connection_count(),
-            e.users_present(),
-            e.channel_count(),
-            e.member_count(),
-        )
-    };
-    gauge!(CONNECTIONS).set(connections as f64);
-    gauge!(USERS_ONLINE).set(users as f64);
-    gauge!(CHANNELS).set(channels as f64);
-    gauge!(MEMBERS).set(members as f64);
-    let c = &state.hub.counters;
+    let counts = state.hub.counts();
+    gauge!(CONNECTIONS).set(counts.connections as f64);
+    gauge!(USERS_ONLINE).set(counts.users as f64);
+    gauge!(CHANNELS).set(counts.channels as f64);
+    gauge!(MEMBERS).set(counts.members as f64);
+    let c = state.hub.counters();
     counter!(FRAMES_IN).absolute(c.frames_in.load(Ordering::Relaxed));
     counter!(FRAMES_OUT).absolute(c.frames_out.load(Ordering::Relaxed));
     counter!(DROPPED_BROADCASTS).absolute(c.dropped_broadcasts.load(Ordering::Relaxed));

@@ -1,7 +1,6 @@
 //! HTTP and WebSocket server: routes, start-up and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -9,96 +8,13 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use presenced_engine::{ChannelRules, Engine, EngineConfig};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenVerifier;
+use crate::clock::now_ms;
 use crate::config::Settings;
-use crate::hub::{Hub, now_ms};
-use crate::store::{ALIVE_INTERVAL_MS, Store};
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub settings: Arc<Settings>,
-    pub verifier: Arc<TokenVerifier>,
-    /// Connection statistics sampled for the dashboard (`GET /v1/stats`).
-    pub stats: Arc<crate::web::Stats>,
-    pub(crate) shutdown: CancellationToken,
-    tasks: TaskTracker,
-}
-
-impl AppState {
-    /// Opens the store, restores what the last run left (every user who was
-    /// online gets one grace window to come back) and builds the hub.
-    pub fn new(settings: Settings) -> anyhow::Result<AppState> {
-        let verifier = TokenVerifier::from_settings(&settings)?;
-        AppState::with_verifier(settings, verifier)
-    }
-
-    /// [`AppState::new`] with a verifier built already (by
-    /// [`TokenVerifier::load`], which fetches a JWKS URL).
-    pub fn with_verifier(settings: Settings, verifier: TokenVerifier) -> anyhow::Result<AppState> {
-        crate::metrics::init();
-        let (store, recovered) = Store::open(&settings.data_dir, settings.webhook_urls.clone())?;
-        let store = Arc::new(store);
-        let mut engine = Engine::new(engine_config(&settings));
-        for (user, since, last_seen) in &recovered.offline {
-            engine.restore_offline(user, *since, *last_seen);
-        }
-        let restored = recovered.online.len();
-        let mut fx = presenced_engine::Effects::new();
-        let sessions = crate::store::take_sessions(&settings.data_dir);
-        let resumable = sessions.len();
-        let mut next_conn = 1u64 << 62;
-        engine.restore(
-            now_ms(),
-            recovered.online,
-            sessions,
-            || {
-                next_conn += 1;
-                next_conn
-            },
-            &mut fx,
-        );
-        if restored > 0 || resumable > 0 {
-            tracing::info!(
-                users = restored,
-                sessions = resumable,
-                "restored users online at the last stop; they have one grace window to come back"
-            );
-        }
-        Ok(AppState {
-            hub: Hub::new(engine, store),
-            settings: Arc::new(settings),
-            verifier: Arc::new(verifier),
-            stats: Arc::default(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        })
-    }
-}
-
-/// The engine's tunables from the server's settings.
-pub fn engine_config(s: &Settings) -> EngineConfig {
-    EngineConfig {
-        grace_ms: s.grace_ms,
-        heartbeat_ms: s.heartbeat_ms,
-        coalesce_ms: s.coalesce_ms,
-        immediate_burst: s.coalesce_burst,
-        immediate_per_sec: s.coalesce_burst,
-        occupancy_interval_ms: s.occupancy_interval_ms,
-        max_data_bytes: s.limits.max_data_bytes,
-        max_channels_per_conn: s.limits.max_channels_per_conn,
-        max_watch_per_conn: s.limits.max_watch_per_conn,
-        snapshot_chunk: 1_000,
-        guests_watch: s.guests_watch,
-        rules: ChannelRules::new(s.channels.clone()),
-    }
-}
+use crate::state::AppState;
+use crate::store::ALIVE_INTERVAL_MS;
 
 /// The routes.
 pub fn app(state: AppState) -> Router {
@@ -219,7 +135,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     // Connections closed with 1001 are inside grace now: the journal keeps
     // them online, and the next start gives them their window back.
-    let sessions = state_hub.lock().engine().export_sessions();
+    let sessions = state_hub.export_sessions();
     if let Err(e) = crate::store::save_sessions(&data_dir, &sessions) {
         tracing::warn!(error = %e, "sessions not kept; clients will enter again after the restart");
     }

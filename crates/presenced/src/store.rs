@@ -422,7 +422,7 @@ fn apply_event(
     if urls.is_empty() {
         return Ok(0);
     }
-    let id = crate::hub::random_token();
+    let id = crate::clock::random_token();
     let payload = serde_json::to_string(&WebhookEvent {
         id: &id,
         kind,

@@ -41,8 +41,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
 use crate::auth::MAX_USER_ID_BYTES;
-use crate::hub::now_ms;
-use crate::server::AppState;
+use crate::clock::now_ms;
+use crate::state::AppState;
 
 /// How often `/v1/stats` history is sampled.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
@@ -447,14 +447,13 @@ pub struct Sample {
 impl Sample {
     /// The counts now, read from the engine.
     pub fn take(state: &AppState) -> Sample {
-        let mut g = state.hub.lock();
-        let engine = g.engine();
+        let c = state.hub.counts();
         Sample {
             at: now_ms(),
-            connections: engine.connection_count(),
-            users: engine.users_present(),
-            channels: engine.channel_count(),
-            members: engine.member_count(),
+            connections: c.connections,
+            users: c.users,
+            channels: c.channels,
+            members: c.members,
         }
     }
 
@@ -907,12 +906,7 @@ mod tests {
         let first = read_events(&mut res, 1).await;
         assert_eq!(first[0].0, "ready");
 
-        let send = |ev: PresenceEvent| {
-            let mut g = s.state.hub.lock();
-            let mut fx = presenced_engine::Effects::new();
-            fx.items.push(presenced_engine::Effect::Event(ev));
-            g.dispatch(fx);
-        };
+        let send = |ev: PresenceEvent| s.state.hub.emit_for_test(ev);
         send(PresenceEvent::UserOnline {
             user: "alice".into(),
             at: now_ms(),

@@ -43,8 +43,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::Settings;
-use crate::hub::now_ms;
 use crate::outbound::{describe_error, redact_url};
 use crate::store::{Store, open_db};
 

@@ -1,13 +1,14 @@
-//! One WebSocket connection: hello, then a loop that reads requests, writes
-//! the outbox, sends heartbeats and enforces the token's expiry.
+//! One WebSocket connection's task: hello (token check), then a loop that
+//! reads requests and writes the outbox, then the close handshake.
 //!
 //! The task owns the socket; everything it knows about presence it asks the
-//! hub's engine. When the socket goes (closed, heartbeat missed, token
-//! expired) the connection is detached and enters grace, unless the engine
-//! already removed it (`bye`, kick) or a resume bound it to another socket.
+//! hub through its [`HubSocket`]. Heartbeats and token expiry are the hub's
+//! heartbeat task's job: it pushes pings and closes into the outbox, or
+//! aborts the socket. When the task ends, however it ends (closed, aborted,
+//! a panic), dropping the `HubSocket` detaches the connection into grace.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -16,14 +17,14 @@ use futures_util::{SinkExt, StreamExt};
 use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use presenced_engine::{
-    ClientFrame, ConnId, Effects, ErrorCode, Frame, Identity, ParseError, RequestError,
-    error_frame, parse_client_frame,
+    ClientFrame, ErrorCode, Frame, Identity, ParseError, RequestError, error_frame,
+    parse_client_frame,
 };
 use tokio::time::{Instant, sleep_until};
 
 use crate::auth::{AuthError, Claims};
-use crate::hub::{Counters, Outbox, Outgoing, now_ms};
-use crate::server::AppState;
+use crate::hub::{Counters, HubSocket, Outbox, Outgoing};
+use crate::state::AppState;
 
 /// Most frames written between two flushes.
 const WRITE_BATCH: u64 = 64;
@@ -100,13 +101,6 @@ enum End {
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
-/// A socket that said hello and is bound to an engine connection.
-struct Bound {
-    conn: ConnId,
-    socket_id: u64,
-    outbox: Arc<Outbox>,
-}
-
 /// Runs one WebSocket from upgrade to close.
 ///
 /// Memory matters here: an idle connection is mostly this task. The hello
@@ -123,26 +117,20 @@ pub fn run(socket: WebSocket, state: AppState) -> impl Future<Output = ()> + Sen
 }
 
 async fn run_split(mut sink: Sink, mut stream: Stream, state: AppState) {
-    let Some(bound) = Box::pin(hello(&mut sink, &mut stream, &state)).await else {
+    let Some(socket) = Box::pin(hello(&mut sink, &mut stream, &state)).await else {
         return;
     };
-    let end = serve(&mut sink, &mut stream, &state, &bound).await;
+    let end = serve(&mut sink, &mut stream, &state, &socket).await;
     if let End::Close(code, reason) = end {
         Box::pin(close(&mut sink, &mut stream, code, reason)).await;
     }
-    let hub = &state.hub;
-    let mut g = hub.lock();
-    if g.unbind(bound.conn, bound.socket_id) {
-        let mut fx = Effects::new();
-        g.engine().disconnect(now_ms(), bound.conn, &mut fx);
-        g.dispatch(fx);
-    }
+    // Dropping `socket` detaches the connection, here or on a panic.
 }
 
 /// Waits for `hello` (closing 4408 when it does not come in time), checks
 /// the token and binds the socket to a connection. `None`: the socket was
 /// closed.
-async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option<Bound> {
+async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option<HubSocket> {
     let (settings, shutdown) = (&state.settings, &state.shutdown);
     let hello_deadline = Instant::now() + Duration::from_millis(settings.hello_timeout_ms);
     let first = tokio::select! {
@@ -206,43 +194,16 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
         },
     };
 
-    let hub = &state.hub;
-    let socket_id = hub.next_id();
     let outbox = Outbox::new(settings.limits.outbox_frames);
     outbox.set_expiry(expires);
-    let mut g = hub.lock();
-    let mut fx = Effects::new();
-    let session = crate::hub::random_token();
-    let attached = g.engine().connect(
-        now_ms(),
-        hub.next_id(),
-        ident,
-        resume.as_deref(),
-        session,
-        req_id,
-        &mut fx,
-    );
-    if let Some(old) = g.bind(attached.conn, socket_id, outbox.clone()) {
-        old.close(1000, "replaced");
-    }
-    g.dispatch(fx);
-    // `Hub::close_all` runs under the lock after the token is cancelled:
-    // a socket bound after it went by closes itself.
-    if shutdown.is_cancelled() {
-        outbox.close(1001, "server shutting down");
-    }
-    drop(g);
-    Some(Bound {
-        conn: attached.conn,
-        socket_id,
-        outbox,
-    })
+    Some(state.hub.connect(ident, resume.as_deref(), req_id, outbox))
 }
 
 /// The connection's life after hello: writes the outbox, reads requests.
-async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, bound: &Bound) -> End {
+async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, socket: &HubSocket) -> End {
     let settings = &state.settings;
-    let (conn, outbox) = (bound.conn, &bound.outbox);
+    let outbox = socket.outbox();
+    let counters = state.hub.counters();
     // Boxed: the task's future is allocated in steps of 128 bytes, and the
     // limiter's 72 bytes inline push an idle connection's task a step up.
     let limiter = Box::new(rate_limiter(
@@ -256,11 +217,11 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, bound: &B
             item = outbox.recv() => {
                 let Some(item) = item else { return End::Drop };
                 // Boxed: a write's state is only allocated while it runs.
-                if let Err(end) = Box::pin(write_batch(sink, outbox, &state.hub.counters, item)).await {
+                if let Err(end) = Box::pin(write_batch(sink, outbox, counters, item)).await {
                     return end;
                 }
                 if outbox.is_empty() && outbox.is_lagged() {
-                    resync(state, conn, outbox);
+                    socket.resync();
                 }
             }
             msg = stream.next(), if !outbox.over_limit() => {
@@ -273,7 +234,7 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, bound: &B
                     Some(Err(e)) if is_too_big(&e) => return End::Close(4413, "frame too big"),
                     Some(Err(_)) => return End::Drop,
                 };
-                state.hub.counters.frames_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.frames_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if limiter.check().is_err() {
                     refused_in_a_row += 1;
                     if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
@@ -284,7 +245,7 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, bound: &B
                     continue;
                 }
                 refused_in_a_row = 0;
-                if let Some(new_exp) = handle_text(state, conn, outbox, &text_in) {
+                if let Some(new_exp) = handle_text(state, socket, &text_in) {
                     outbox.set_expiry(new_exp);
                 }
             }
@@ -354,63 +315,33 @@ async fn write_queued(
 
 /// Handles one text frame after hello. Returns `Some(new expiry)` after a
 /// successful `refresh`.
-fn handle_text(
-    state: &AppState,
-    conn: ConnId,
-    outbox: &Arc<Outbox>,
-    text_in: &str,
-) -> Option<Option<u64>> {
+fn handle_text(state: &AppState, socket: &HubSocket, text_in: &str) -> Option<Option<u64>> {
     let req = match parse_client_frame(text_in) {
         Ok(r) => r,
         Err(ParseError { id, error }) => {
-            outbox.reply(error_frame(id, &error));
+            socket.outbox().reply(error_frame(id, &error));
             return None;
         }
     };
-    let mut fx = Effects::new();
-    let mut new_exp = None;
+    #[cfg(test)]
+    tests::maybe_panic(&req.frame);
     if let ClientFrame::Refresh { token } = req.frame {
-        // Verify before taking the lock: signature checks can be slow.
+        // Verified before the hub is asked: signature checks can be slow.
         let claims = match state.verifier.verify(&token) {
             Ok(claims) => claims,
             Err(e) => {
                 let e = RequestError::new(ErrorCode::Unauthorized, auth_message(&e));
-                outbox.reply(error_frame(req.id, &e));
+                socket.outbox().reply(error_frame(req.id, &e));
                 return None;
             }
         };
         let exp = claims.exp;
-        let mut g = state.hub.lock();
-        if g.engine()
-            .refresh(conn, req.id, claims_identity(claims), &mut fx)
-            .is_ok()
-        {
-            new_exp = Some(exp);
-        }
-        g.dispatch(fx);
-        return new_exp;
+        return socket
+            .refresh(req.id, claims_identity(claims))
+            .then_some(exp);
     }
-    let mut g = state.hub.lock();
-    let _ = g
-        .engine()
-        .request(now_ms(), conn, req.id, req.frame, &mut fx);
-    g.dispatch(fx);
+    socket.request(req.id, req.frame);
     None
-}
-
-fn resync(state: &AppState, conn: ConnId, outbox: &Arc<Outbox>) {
-    let mut g = state.hub.lock();
-    // Cleared under the lock so no broadcast slips between the snapshot and
-    // the flag.
-    outbox.clear_lagged();
-    state
-        .hub
-        .counters
-        .resyncs
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut fx = Effects::new();
-    g.engine().resync(now_ms(), conn, &mut fx);
-    g.dispatch(fx);
 }
 
 fn rate_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
@@ -433,4 +364,161 @@ fn is_too_big(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures_util::{SinkExt, StreamExt};
+    use presenced_engine::{ClientFrame, PresenceEvent};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    use crate::state::AppState;
+
+    /// A `publish` to this channel panics the connection task, in test
+    /// builds only: the hook for the drop guard's test.
+    const PANIC_CHANNEL: &str = "test:panic";
+
+    pub(super) fn maybe_panic(frame: &ClientFrame) {
+        if let ClientFrame::Publish { channel, .. } = frame
+            && channel == PANIC_CHANNEL
+        {
+            panic!("connection task panicked on purpose (test hook)");
+        }
+    }
+
+    const SECRET: &str = "ws-test-secret-0123456789abcdef";
+    const GRACE_MS: u64 = 400;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn start(dir: &std::path::Path) -> (String, AppState) {
+        let args = crate::config::ServeArgs {
+            data_dir: Some(dir.join("data")),
+            jwt_secret: Some(SECRET.into()),
+            api_key: Some("ws-test-key".into()),
+            grace_ms: Some(GRACE_MS),
+            ..Default::default()
+        };
+        let settings = crate::config::Settings::load(args).unwrap();
+        let state = AppState::new(settings).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(state.hub.clone().drive_timers(state.shutdown.clone()));
+        let app = crate::server::app(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("ws://{addr}/v1/ws"), state)
+    }
+
+    async fn recv(ws: &mut Ws, what: &str) -> Value {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no frame while waiting for {what}"))
+                .expect("socket ended")
+                .expect("socket error");
+            if let WsMessage::Text(t) = m {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    /// The next frame of type `t`, skipping others.
+    async fn recv_type(ws: &mut Ws, t: &str) -> Value {
+        loop {
+            let v = recv(ws, t).await;
+            if v["t"] == t {
+                return v;
+            }
+        }
+    }
+
+    async fn send(ws: &mut Ws, v: Value) {
+        ws.send(WsMessage::text(v.to_string())).await.unwrap();
+    }
+
+    async fn hello(url: &str, user: &str) -> Ws {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let token = crate::auth::sign_hs256(SECRET, user, None, None).unwrap();
+        send(&mut ws, json!({"t": "hello", "token": token, "id": 1})).await;
+        let welcome = recv_type(&mut ws, "welcome").await;
+        assert_eq!(welcome["user"], user);
+        ws
+    }
+
+    fn offline_events(events: &mut tokio::sync::broadcast::Receiver<PresenceEvent>) -> usize {
+        let mut n = 0;
+        while let Ok(ev) = events.try_recv() {
+            if matches!(&ev, PresenceEvent::UserOffline { user, .. } if &**user == "alice") {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_still_detaches_with_one_grace_window_and_one_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, state) = start(dir.path()).await;
+        let mut events = state.hub.subscribe_events();
+
+        let mut alice = hello(&url, "alice").await;
+        send(
+            &mut alice,
+            json!({"t": "enter", "channel": "room:1", "id": 2}),
+        )
+        .await;
+        assert_eq!(recv_type(&mut alice, "ok").await["id"], 2);
+
+        let mut bob = hello(&url, "bob").await;
+        send(&mut bob, json!({"t": "watch", "users": ["alice"], "id": 2})).await;
+        let p = recv_type(&mut bob, "presence").await;
+        assert_eq!(p["users"]["alice"]["status"], "online");
+
+        send(
+            &mut alice,
+            json!({"t": "publish", "channel": PANIC_CHANNEL, "data": {}, "id": 3}),
+        )
+        .await;
+        let panicked = Instant::now();
+        // The task is gone: its socket closes without an answer.
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(m)) = alice.next().await {
+                if let WsMessage::Text(t) = m {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(v["id"], 3, "the panicking request was answered: {v}");
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "alice's socket did not close after the panic");
+
+        // Bob sees alice go offline once the grace window has passed, not
+        // before, and not never.
+        let p = recv_type(&mut bob, "presence").await;
+        assert_eq!(p["users"]["alice"]["status"], "offline", "{p}");
+        let waited = panicked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(GRACE_MS - 50),
+            "offline after {waited:?}, inside the {GRACE_MS} ms grace window"
+        );
+        assert_eq!(state.hub.occupancy("room:1"), None, "alice left the room");
+
+        // Nothing is left that could send alice offline again: bob's is the
+        // only connection (no stand-in, no second grace timer). Reading the
+        // counts also waits for the dispatch that sent bob's frame, so its
+        // events are on the feed.
+        assert_eq!(state.hub.counts().connections, 1, "only bob's connection");
+        assert_eq!(offline_events(&mut events), 1, "one user.offline for alice");
+        assert_eq!(
+            state.hub.user_detail("alice").unwrap().presence.status,
+            presenced_engine::UserStatus::Offline
+        );
+    }
 }

@@ -1,28 +1,19 @@
-//! The hub: the one engine, the sockets bound to its connections, and the
-//! timer driver.
+//! A connection's outbox: the bounded queue between the hub (which pushes
+//! frames under its lock) and the connection's task (which writes them), and
+//! the liveness facts the heartbeat task checks for every socket.
 //!
-//! Lock order: `Hub::inner` is the only lock, a std `Mutex` that is never held
-//! across an `.await`. Effects are delivered while it is held, so frames reach
-//! every outbox in the engine's order (a subscriber never sees `seq` out of
-//! order); delivery is a non-blocking queue push.
+//! Lock order: the hub's lock, then an outbox's queue lock (the hub pushes
+//! into outboxes while it holds its own); the queue lock is never held while
+//! taking the hub's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use presenced_engine::{ConnId, Effect, Effects, Engine, Frame, PresenceEvent};
-use tokio::sync::{Notify, broadcast};
+use presenced_engine::Frame;
+use tokio::sync::Notify;
 
-use crate::store::Store;
-
-/// Unix time in milliseconds: the engine's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 /// What a connection task is asked to write.
 #[derive(Debug)]
@@ -200,223 +191,10 @@ impl Outbox {
     }
 }
 
-/// A fresh unguessable token (128 random bits, base64url): session ids.
-pub fn random_token() -> String {
-    use base64::Engine as _;
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A socket bound to an engine connection. `socket_id` tells sockets apart
-/// when a resume binds a new socket to an existing connection.
-#[derive(Debug)]
-struct Bound {
-    socket_id: u64,
-    outbox: Arc<Outbox>,
-}
-
-#[derive(Debug)]
-pub struct HubInner {
-    pub engine: Engine,
-    sockets: HashMap<ConnId, Bound>,
-}
-
-/// Counters read by tests and, later, the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    pub dropped_broadcasts: AtomicU64,
-    pub resyncs: AtomicU64,
-}
-
-/// Shared state of the server.
-#[derive(Debug)]
-pub struct Hub {
-    inner: Mutex<HubInner>,
-    timer: Notify,
-    next_id: AtomicU64,
-    events: broadcast::Sender<PresenceEvent>,
-    store: Arc<Store>,
-    pub counters: Counters,
-}
-
-impl Hub {
-    pub fn new(engine: Engine, store: Arc<Store>) -> Arc<Hub> {
-        let (events, _) = broadcast::channel(4096);
-        Arc::new(Hub {
-            inner: Mutex::new(HubInner {
-                engine,
-                sockets: HashMap::new(),
-            }),
-            timer: Notify::new(),
-            next_id: AtomicU64::new(1),
-            events,
-            store,
-            counters: Counters::default(),
-        })
-    }
-
-    /// A fresh id for a connection or a socket.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The durable store the hub journals presence events into.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
-    /// A live feed of presence events (lossy under load: for dashboards, not
-    /// for anything that must see every event; the store gets every one).
-    pub fn subscribe_events(&self) -> broadcast::Receiver<PresenceEvent> {
-        self.events.subscribe()
-    }
-
-    pub fn lock(&self) -> HubGuard<'_> {
-        HubGuard {
-            hub: self,
-            // A panic while holding the lock leaves the engine as it was at
-            // the panic; serving on is better than failing every connection.
-            inner: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
-        }
-    }
-
-    /// Heartbeats for every socket, from one task: each `heartbeat_ms` a
-    /// WebSocket ping to each socket; a socket whose client sent nothing for
-    /// two heartbeats is dropped, and one whose token expired is closed 4401.
-    /// Checked every quarter heartbeat (at most every second), so a silent
-    /// client goes between two heartbeats and two and a quarter.
-    pub async fn drive_heartbeats(self: Arc<Self>, heartbeat_ms: u64) {
-        let heartbeat_ms = heartbeat_ms.max(1);
-        let tick = (heartbeat_ms / 4).clamp(1, 1000);
-        let mut every = tokio::time::interval(Duration::from_millis(tick));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_ping = now_ms() + heartbeat_ms;
-        loop {
-            every.tick().await;
-            let now = now_ms();
-            let ping = now >= next_ping;
-            if ping {
-                next_ping = now + heartbeat_ms;
-            }
-            let g = self.lock();
-            for b in g.inner.sockets.values() {
-                b.outbox.heartbeat(now, heartbeat_ms, ping);
-            }
-        }
-    }
-
-    /// Asks every bound socket to close (server shutdown).
-    pub fn close_all(&self, code: u16, reason: &'static str) {
-        let g = self.lock();
-        for b in g.inner.sockets.values() {
-            b.outbox.close(code, reason);
-        }
-    }
-
-    /// Runs the engine's timers until `shutdown` fires.
-    pub async fn drive_timers(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        loop {
-            let deadline = self.lock().inner.engine.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(at) => {
-                        let wait = at.saturating_sub(now_ms());
-                        tokio::time::sleep(Duration::from_millis(wait)).await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = sleep => {}
-                _ = self.timer.notified() => continue,
-                _ = shutdown.cancelled() => return,
-            }
-            let mut g = self.lock();
-            let mut fx = Effects::new();
-            g.inner.engine.tick(now_ms(), &mut fx);
-            g.dispatch(fx);
-        }
-    }
-}
-
-/// The hub's lock, with delivery of effects.
-pub struct HubGuard<'a> {
-    hub: &'a Hub,
-    pub inner: MutexGuard<'a, HubInner>,
-}
-
-impl HubGuard<'_> {
-    pub fn engine(&mut self) -> &mut Engine {
-        &mut self.inner.engine
-    }
-
-    /// Binds a socket to a connection; returns the outbox of a socket it
-    /// replaced, if any.
-    pub fn bind(
-        &mut self,
-        conn: ConnId,
-        socket_id: u64,
-        outbox: Arc<Outbox>,
-    ) -> Option<Arc<Outbox>> {
-        self.inner
-            .sockets
-            .insert(conn, Bound { socket_id, outbox })
-            .map(|b| b.outbox)
-    }
-
-    /// Unbinds the socket if it is still the one bound to `conn`; returns
-    /// whether it was (and so whether the connection should be detached).
-    pub fn unbind(&mut self, conn: ConnId, socket_id: u64) -> bool {
-        match self.inner.sockets.get(&conn) {
-            Some(b) if b.socket_id == socket_id => {
-                self.inner.sockets.remove(&conn);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Delivers effects: frames into outboxes, closes, events.
-    pub fn dispatch(&mut self, fx: Effects) {
-        let counters = &self.hub.counters;
-        for effect in fx.items {
-            match effect {
-                Effect::Reply { conn, frame } => {
-                    if let Some(b) = self.inner.sockets.get(&conn) {
-                        b.outbox.reply(frame);
-                    }
-                }
-                Effect::Push { conn, frame } => {
-                    if let Some(b) = self.inner.sockets.get(&conn)
-                        && !b.outbox.broadcast(frame)
-                    {
-                        counters.dropped_broadcasts.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Effect::Close { conn, code, reason } => {
-                    if let Some(b) = self.inner.sockets.remove(&conn) {
-                        b.outbox.close(code, reason);
-                    }
-                }
-                Effect::Event(event) => {
-                    tracing::debug!(?event, "presence");
-                    if self.hub.events.receiver_count() > 0 {
-                        let _ = self.hub.events.send(event.clone());
-                    }
-                    self.hub.store.record(event);
-                }
-            }
-        }
-        if fx.deadline_moved {
-            self.hub.timer.notify_one();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn frame(n: u32) -> Frame {
@@ -499,13 +277,5 @@ mod tests {
         assert!(!outbox.aborted.load(Ordering::Relaxed));
         outbox.heartbeat(t0 + 4 * hb + 1, hb, false);
         assert!(outbox.aborted.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn session_tokens_are_unguessable_and_distinct() {
-        let a = random_token();
-        let b = random_token();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 22);
     }
 }
