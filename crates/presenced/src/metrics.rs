@@ -6,24 +6,20 @@
 //! few seconds. No exporter listener of its own: the scrape is a route on the
 //! server's port.
 //!
-//! Gauges of the presence state are computed at scrape time from the engine,
-//! and the hub's frame counters are copied in then too, so the hot paths pay
-//! nothing for metrics. The store and the webhook sender record into the
-//! helpers at the end of this file as things happen.
+//! Every metric name is spelled here and only here. Gauges of the presence
+//! state and the hub's frame counters are read at scrape time (a
+//! [`Snapshot`] the route takes from the hub), so the hot paths pay nothing
+//! for metrics; the store and the webhook senders record through the helpers
+//! at the end of this file as things happen. This module depends on no other
+//! module of the server.
 
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ::metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::state::AppState;
 
 pub const CONNECTIONS: &str = "presenced_connections";
 pub const USERS_ONLINE: &str = "presenced_users_online";
@@ -121,57 +117,48 @@ fn describe() {
     let _ = histogram!(STORE_WRITE_SECONDS);
 }
 
-/// Renders the document for `state`'s server: engine gauges and the hub's
-/// counters as of now, plus whatever the helpers recorded.
-pub fn render(state: &AppState) -> String {
+/// What the presence state and the hub's counters read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub connections: usize,
+    pub users: usize,
+    pub channels: usize,
+    pub members: usize,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped_broadcasts: u64,
+    pub resyncs: u64,
+}
+
+/// Renders the document: `now`'s gauges and counters, plus what the store
+/// and the webhook senders recorded as things happened.
+pub fn render(now: &Snapshot) -> String {
     let Some(handle) = handle() else {
         return String::new();
     };
-    let counts = state.hub.counts();
-    gauge!(CONNECTIONS).set(counts.connections as f64);
-    gauge!(USERS_ONLINE).set(counts.users as f64);
-    gauge!(CHANNELS).set(counts.channels as f64);
-    gauge!(MEMBERS).set(counts.members as f64);
-    let c = state.hub.counters();
-    counter!(FRAMES_IN).absolute(c.frames_in.load(Ordering::Relaxed));
-    counter!(FRAMES_OUT).absolute(c.frames_out.load(Ordering::Relaxed));
-    counter!(DROPPED_BROADCASTS).absolute(c.dropped_broadcasts.load(Ordering::Relaxed));
-    counter!(RESYNCS).absolute(c.resyncs.load(Ordering::Relaxed));
+    gauge!(CONNECTIONS).set(now.connections as f64);
+    gauge!(USERS_ONLINE).set(now.users as f64);
+    gauge!(CHANNELS).set(now.channels as f64);
+    gauge!(MEMBERS).set(now.members as f64);
+    counter!(FRAMES_IN).absolute(now.frames_in);
+    counter!(FRAMES_OUT).absolute(now.frames_out);
+    counter!(DROPPED_BROADCASTS).absolute(now.dropped_broadcasts);
+    counter!(RESYNCS).absolute(now.resyncs);
     handle.run_upkeep();
     handle.render()
 }
 
-/// `GET /metrics`: Prometheus text exposition format, no key needed.
-pub async fn scrape(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        render(&state),
-    )
-        .into_response()
-}
-
-// ----- helpers for the store and the webhook sender -----------------------
-
 /// Records how long one store commit took.
 pub fn record_store_write(secs: f64) {
-    if handle().is_some() {
-        histogram!(STORE_WRITE_SECONDS).record(secs);
-    }
+    histogram!(STORE_WRITE_SECONDS).record(secs);
 }
 
-/// Sets how many webhook events wait in the outbox.
-pub fn set_webhook_queue_depth(n: usize) {
-    if handle().is_some() {
-        gauge!(WEBHOOK_QUEUE_DEPTH).set(n as f64);
-    }
+/// Sets how many webhook events wait in the outbox, over all URLs.
+pub fn set_webhook_queue_depth(n: u64) {
+    gauge!(WEBHOOK_QUEUE_DEPTH).set(n as f64);
 }
 
-/// Counts one failed webhook delivery attempt.
-pub fn inc_webhook_failures() {
-    if handle().is_some() {
-        counter!(WEBHOOK_FAILURES).increment(1);
-    }
+/// Counts failed webhook delivery attempts (and events dropped for age).
+pub fn add_webhook_failures(n: u64) {
+    counter!(WEBHOOK_FAILURES).increment(n);
 }

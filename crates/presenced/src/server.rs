@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
 
 use crate::auth::TokenVerifier;
 use crate::clock::now_ms;
@@ -21,7 +22,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(crate::api::routes())
+        .merge(crate::api::routes(crate::web::WebApiDoc::openapi()))
         .merge(crate::web::routes())
         .with_state(state)
 }
@@ -84,7 +85,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             hub.close_all(1001, "server shutting down");
         }
     });
-    tokio::spawn(crate::web::run_stats_sampler(state.clone()));
+    tokio::spawn(crate::stats::run_sampler(
+        state.hub.clone(),
+        state.stats.clone(),
+        shutdown.clone(),
+    ));
     let store = state.hub.store().clone();
     let alive = tokio::spawn({
         let store = store.clone();

@@ -20,7 +20,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub verifier: Arc<TokenVerifier>,
     /// Connection statistics sampled for the dashboard (`GET /v1/stats`).
-    pub stats: Arc<crate::web::Stats>,
+    pub stats: Arc<crate::stats::Stats>,
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, for shutdown to wait for.
     pub(crate) tasks: TaskTracker,

@@ -20,9 +20,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use anyhow::Context;
-use presenced_engine::{PresenceEvent, Reason, RestoredUser, SessionRecord, UserStatus, rfc3339};
+use presenced_engine::{PresenceEvent, RestoredUser, SessionRecord, UserStatus};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, oneshot};
 
@@ -98,20 +97,6 @@ pub struct Store {
     /// False while the last write failed (disk full, file gone).
     healthy: Arc<AtomicBool>,
     path: std::path::PathBuf,
-}
-
-/// One webhook event as receivers get it.
-#[derive(Debug, Serialize)]
-pub struct WebhookEvent<'a> {
-    pub id: &'a str,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub user: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel: Option<&'a str>,
-    pub at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Reason>,
 }
 
 impl Store {
@@ -328,8 +313,7 @@ fn writer_loop(
             tracing::error!(error = %e, "store write failed");
         }
         healthy.store(result.is_ok(), Ordering::Relaxed);
-        ::metrics::histogram!("presenced_store_write_seconds")
-            .record(started.elapsed().as_secs_f64());
+        crate::metrics::record_store_write(started.elapsed().as_secs_f64());
         if webhook_rows > 0 {
             webhooks_pending.notify_one();
         }
@@ -365,25 +349,22 @@ fn apply_event(
             last_seen.map(|v| v as i64)
         ])
     };
-    let (kind, user, channel, at, reason) = match ev {
+    match ev {
         PresenceEvent::UserOnline { user, at } => {
             upsert_user(user, UserStatus::Online, *at, Some(*at))?;
-            ("user.online", user, None, *at, None)
         }
         PresenceEvent::UserAway { user, at } => {
             upsert_user(user, UserStatus::Away, *at, None)?;
-            ("user.away", user, None, *at, None)
         }
         PresenceEvent::UserOffline {
             user,
             at,
             last_seen,
-            reason,
+            ..
         } => {
             upsert_user(user, UserStatus::Offline, *at, Some(*last_seen))?;
             tx.prepare_cached("DELETE FROM members WHERE user = ?1")?
                 .execute(params![&**user])?;
-            ("user.offline", user, None, *at, Some(*reason))
         }
         PresenceEvent::MemberJoined {
             user,
@@ -397,47 +378,39 @@ fn apply_event(
                      since = excluded.since",
             )?
             .execute(params![&**user, &**channel, map_json(data), *at as i64])?;
-            ("member.joined", user, Some(channel), *at, None)
         }
         PresenceEvent::MemberUpdated {
             user,
             channel,
             data,
+            ..
         } => {
             tx.prepare_cached("UPDATE members SET data = ?3 WHERE user = ?1 AND channel = ?2")?
                 .execute(params![&**user, &**channel, map_json(data)])?;
-            return Ok(0);
         }
-        PresenceEvent::MemberLeft {
-            user,
-            channel,
-            at,
-            reason,
-        } => {
+        PresenceEvent::MemberLeft { user, channel, .. } => {
             tx.prepare_cached("DELETE FROM members WHERE user = ?1 AND channel = ?2")?
                 .execute(params![&**user, &**channel])?;
-            ("member.left", user, Some(channel), *at, Some(*reason))
         }
-    };
+    }
     if urls.is_empty() {
         return Ok(0);
     }
-    let id = crate::clock::random_token();
-    let payload = serde_json::to_string(&WebhookEvent {
-        id: &id,
-        kind,
-        user,
-        channel: channel.map(|c| &**c),
-        at: rfc3339(at),
-        reason,
-    })
-    .unwrap_or_default();
+    let Some(hook) = crate::events::webhook_event(ev) else {
+        return Ok(0);
+    };
     for url in urls {
         tx.prepare_cached(
             "INSERT INTO webhook_outbox (url, event_id, user, payload, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![url, id, &**user, payload, at as i64])?;
+        .execute(params![
+            url,
+            hook.id,
+            hook.user,
+            hook.payload,
+            hook.at as i64
+        ])?;
     }
     Ok(urls.len())
 }
@@ -445,6 +418,7 @@ fn apply_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use presenced_engine::Reason;
     use std::sync::Arc as StdArc;
 
     fn user(u: &str) -> StdArc<str> {

@@ -20,9 +20,7 @@
 //!   on (re-read `/v1/users` and `/v1/channels` for the whole picture);
 //! - statistics are sampled every 5 s and kept for an hour, in memory only.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,21 +31,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use presenced_engine::{PresenceEvent, rfc3339};
+use presenced_engine::rfc3339;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::api::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
 use crate::auth::MAX_USER_ID_BYTES;
-use crate::clock::now_ms;
+use crate::http::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
 use crate::state::AppState;
+use crate::stats::{STATS_INTERVAL, Sample};
 
-/// How often `/v1/stats` history is sampled.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
-/// Samples kept: one hour.
-pub const STATS_HISTORY: usize = 720;
 /// Lifetime of a development token.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Longest display name a development token carries (in characters).
@@ -333,56 +327,8 @@ pub async fn dev_token(
 
 // ----- the event feed --------------------------------------------------------
 
-/// A presence event as the feed (and the dashboard) shows it: the webhook
-/// event types, plus `member.updated`.
-pub fn event_json(event: &PresenceEvent) -> Value {
-    match event {
-        PresenceEvent::UserOnline { user, at } => {
-            json!({"type": "user.online", "user": &**user, "at": rfc3339(*at)})
-        }
-        PresenceEvent::UserAway { user, at } => {
-            json!({"type": "user.away", "user": &**user, "at": rfc3339(*at)})
-        }
-        PresenceEvent::UserOffline {
-            user,
-            at,
-            last_seen,
-            reason,
-        } => json!({
-            "type": "user.offline", "user": &**user, "at": rfc3339(*at),
-            "last_seen": rfc3339(*last_seen), "reason": reason,
-        }),
-        PresenceEvent::MemberJoined {
-            user,
-            channel,
-            at,
-            data,
-        } => json!({
-            "type": "member.joined", "user": &**user, "channel": &**channel,
-            "at": rfc3339(*at), "data": data,
-        }),
-        PresenceEvent::MemberUpdated {
-            user,
-            channel,
-            data,
-        } => json!({
-            "type": "member.updated", "user": &**user, "channel": &**channel,
-            "at": rfc3339(now_ms()), "data": data,
-        }),
-        PresenceEvent::MemberLeft {
-            user,
-            channel,
-            at,
-            reason,
-        } => json!({
-            "type": "member.left", "user": &**user, "channel": &**channel,
-            "at": rfc3339(*at), "reason": reason,
-        }),
-    }
-}
-
 /// `GET /v1/events`: Server-Sent Events. First `ready`, then one `presence`
-/// event per change (data: [`event_json`]); a subscriber that fell behind
+/// event per change (data: [`crate::events::feed_json`]); a subscriber that fell behind
 /// gets `lagged` (`{"missed": n}`) and the stream goes on. Comments keep the
 /// connection alive every 15 s. The stream ends when the server shuts down.
 #[utoipa::path(
@@ -405,7 +351,7 @@ pub async fn events(_: ApiKey, State(state): State<AppState>) -> impl IntoRespon
         let event = tokio::select! {
             _ = shutdown.cancelled() => return None,
             r = rx.recv() => match r {
-                Ok(ev) => Event::default().event("presence").data(event_json(&ev).to_string()),
+                Ok(ev) => Event::default().event("presence").data(crate::events::feed_json(&ev).to_string()),
                 Err(RecvError::Lagged(missed)) => Event::default()
                     .event("lagged")
                     .data(json!({ "missed": missed }).to_string()),
@@ -433,38 +379,13 @@ where
 
 // ----- statistics ------------------------------------------------------------
 
-/// Counts at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
-    /// Unix milliseconds.
-    pub at: u64,
-    pub connections: usize,
-    pub users: usize,
-    pub channels: usize,
-    pub members: usize,
-}
-
-impl Sample {
-    /// The counts now, read from the engine.
-    pub fn take(state: &AppState) -> Sample {
-        let c = state.hub.counts();
-        Sample {
-            at: now_ms(),
-            connections: c.connections,
-            users: c.users,
-            channels: c.channels,
-            members: c.members,
-        }
-    }
-
-    fn out(self) -> SampleOut {
-        SampleOut {
-            at: rfc3339(self.at),
-            connections: self.connections,
-            users: self.users,
-            channels: self.channels,
-            members: self.members,
-        }
+fn sample_out(s: Sample) -> SampleOut {
+    SampleOut {
+        at: rfc3339(s.at),
+        connections: s.connections,
+        users: s.users,
+        channels: s.channels,
+        members: s.members,
     }
 }
 
@@ -494,41 +415,6 @@ pub struct StatsOut {
     pub history: Vec<SampleOut>,
 }
 
-/// The last hour of samples, oldest first.
-#[derive(Debug, Default)]
-pub struct Stats {
-    history: Mutex<VecDeque<Sample>>,
-}
-
-impl Stats {
-    pub fn push(&self, sample: Sample) {
-        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        if h.len() >= STATS_HISTORY {
-            h.pop_front();
-        }
-        h.push_back(sample);
-    }
-
-    pub fn history(&self) -> Vec<Sample> {
-        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        h.iter().copied().collect()
-    }
-}
-
-/// Samples the counts into `state.stats` every [`STATS_INTERVAL`] (the first
-/// at once) until the server shuts down. Spawned by `server::run`.
-pub async fn run_stats_sampler(state: AppState) {
-    let mut every = tokio::time::interval(STATS_INTERVAL);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = state.shutdown.cancelled() => return,
-        }
-        state.stats.push(Sample::take(&state));
-    }
-}
-
 /// `GET /v1/stats`: `{now, interval_ms, history}`, each sample `{at,
 /// connections, users, channels, members}`; history oldest first.
 #[utoipa::path(
@@ -541,9 +427,9 @@ pub async fn run_stats_sampler(state: AppState) {
 )]
 pub async fn stats(_: ApiKey, State(state): State<AppState>) -> Response {
     let out = StatsOut {
-        now: Sample::take(&state).out(),
+        now: sample_out(Sample::take(&state.hub)),
         interval_ms: STATS_INTERVAL.as_millis() as u64,
-        history: state.stats.history().into_iter().map(Sample::out).collect(),
+        history: state.stats.history().into_iter().map(sample_out).collect(),
     };
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(out)).into_response()
 }
@@ -564,6 +450,9 @@ pub struct WebApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_ms;
+    use presenced_engine::PresenceEvent;
+    use serde_json::Value;
     use std::path::{Path, PathBuf};
 
     fn web_dir() -> PathBuf {
@@ -636,38 +525,6 @@ mod tests {
         assert!(!valid_dev_user("a/b"));
         assert!(!valid_dev_user("<script>"));
         assert!(!valid_dev_user("ünï"));
-    }
-
-    #[test]
-    fn history_is_a_ring_of_one_hour() {
-        let stats = Stats::default();
-        for i in 0..(STATS_HISTORY + 5) {
-            stats.push(Sample {
-                at: i as u64,
-                connections: i,
-                users: 0,
-                channels: 0,
-                members: 0,
-            });
-        }
-        let h = stats.history();
-        assert_eq!(h.len(), STATS_HISTORY);
-        assert_eq!(h[0].at, 5);
-        assert_eq!(h.last().unwrap().at, (STATS_HISTORY + 4) as u64);
-    }
-
-    #[test]
-    fn event_json_uses_webhook_types() {
-        let v = event_json(&PresenceEvent::MemberLeft {
-            user: "u1".into(),
-            channel: "room:1".into(),
-            at: 0,
-            reason: presenced_engine::Reason::Kicked,
-        });
-        assert_eq!(v["type"], "member.left");
-        assert_eq!(v["reason"], "kicked");
-        assert_eq!(v["channel"], "room:1");
-        assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
     }
 
     // ----- over HTTP, against the real router ---------------------------
@@ -841,7 +698,7 @@ mod tests {
     #[tokio::test]
     async fn stats_report_counts_and_history() {
         let s = start(false).await;
-        s.state.stats.push(Sample::take(&s.state));
+        s.state.stats.push(Sample::take(&s.state.hub));
         let res = http()
             .get(format!("{}/v1/stats", s.base))
             .bearer_auth("web-test-key")

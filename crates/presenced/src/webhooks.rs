@@ -291,7 +291,7 @@ impl QueueDepth {
     fn set(&self, index: usize, n: u64) {
         self.per_url[index].store(n, Ordering::Relaxed);
         let total: u64 = self.per_url.iter().map(|d| d.load(Ordering::Relaxed)).sum();
-        ::metrics::gauge!("presenced_webhook_queue_depth").set(total as f64);
+        crate::metrics::set_webhook_queue_depth(total);
     }
 }
 
@@ -558,7 +558,7 @@ impl WebhookSender {
                 true
             }
             Some(why) => {
-                ::metrics::counter!("presenced_webhook_failures_total").increment(1);
+                crate::metrics::add_webhook_failures(1);
                 let failures = rows
                     .iter()
                     .map(|r| r.attempts)
@@ -605,7 +605,7 @@ impl WebhookSender {
             .await;
         match dropped {
             Ok(n) => {
-                ::metrics::counter!("presenced_webhook_failures_total").increment(n as u64);
+                crate::metrics::add_webhook_failures(n as u64);
                 self.known_depth = self.known_depth.saturating_sub(n as u64);
                 self.depth.set(self.index, self.known_depth);
                 tracing::warn!(

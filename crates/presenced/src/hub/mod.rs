@@ -308,6 +308,22 @@ impl Hub {
         self.read(|engine, _| engine.channel_members(channel, cursor, limit))
     }
 
+    /// The counts and counters `/metrics` shows.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let counts = self.counts();
+        let c = &self.counters;
+        crate::metrics::Snapshot {
+            connections: counts.connections,
+            users: counts.users,
+            channels: counts.channels,
+            members: counts.members,
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            frames_out: c.frames_out.load(Ordering::Relaxed),
+            dropped_broadcasts: c.dropped_broadcasts.load(Ordering::Relaxed),
+            resyncs: c.resyncs.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn counts(&self) -> Counts {
         self.read(|engine, _| Counts {
             connections: engine.connection_count(),
