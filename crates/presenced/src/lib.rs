@@ -1,8 +1,11 @@
 //! presenced: a self-hosted real-time user presence server.
 //!
-//! `config` and `auth` turn settings and tokens into values, `hub` holds the
-//! one presence engine and the sockets bound to it, `ws` runs a WebSocket
-//! connection, `server` wires the routes and the shutdown.
+//! The modules, from the bottom up: `clock`, `metrics` and `events` (leaves),
+//! `config`, `auth`, `store`, `hub` (the one way into the presence engine),
+//! `stats`, `state` (what every handler shares), `http` (the HTTP edge's
+//! error and extractors), the routes `ws`, `api`, `web` and `webhooks`, and
+//! `server`, which wires the routes, start-up and shutdown. The README's
+//! architecture section says what each holds.
 
 pub mod api;
 pub mod auth;
