@@ -129,7 +129,7 @@ fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
 /// the store, so what the API answers is never ahead of what survives a
 /// crash.
 async fn store_barrier(state: &AppState) -> Result<(), ApiError> {
-    if state.hub.store().barrier().await {
+    if state.backends.journal.barrier().wait().await {
         Ok(())
     } else {
         Err(ApiError::unavailable("the store is not available; retry"))
@@ -138,7 +138,7 @@ async fn store_barrier(state: &AppState) -> Result<(), ApiError> {
 
 /// Whether the server is ready to serve (its backend is reachable).
 fn is_ready(state: &AppState) -> bool {
-    state.hub.store().is_healthy()
+    state.backends.journal.is_healthy()
 }
 
 // ----- bodies --------------------------------------------------------------

@@ -90,20 +90,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         state.stats.clone(),
         shutdown.clone(),
     ));
-    let store = state.hub.store().clone();
+    let backends = state.backends.clone();
     let alive = tokio::spawn({
-        let store = store.clone();
+        let liveness = backends.liveness.clone();
         async move {
             let mut every =
                 tokio::time::interval(std::time::Duration::from_millis(ALIVE_INTERVAL_MS));
             loop {
                 every.tick().await;
-                store.alive(now_ms());
+                liveness.beat(now_ms());
             }
         }
     });
     // One sender per webhook URL, draining the durable outbox.
-    let webhooks = crate::webhooks::Webhooks::start(&store, &state.settings).await?;
+    let webhooks =
+        crate::webhooks::Webhooks::start(backends.webhooks.clone(), &state.settings).await?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "presenced serving");
     let signal_token = shutdown.clone();
@@ -144,7 +145,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Err(e) = crate::store::save_sessions(&data_dir, &sessions) {
         tracing::warn!(error = %e, "sessions not kept; clients will enter again after the restart");
     }
-    store.close(now_ms()).await;
+    // The last beat, then wait until everything queued is durable.
+    backends.liveness.beat(now_ms());
+    if !backends.journal.barrier().wait().await {
+        tracing::error!("the journal could not commit its last events");
+    }
     // One last, bounded attempt to deliver what is due; the rest stays in
     // the outbox for the next start.
     if let Some(webhooks) = webhooks {

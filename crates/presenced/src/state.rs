@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenVerifier;
 use crate::config::Settings;
 use crate::hub::Hub;
-use crate::store::Store;
+use crate::store::Backends;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     /// Connection statistics sampled for the dashboard (`GET /v1/stats`).
     pub stats: Arc<crate::stats::Stats>,
+    /// Where presence, liveness and webhook events are kept.
+    pub backends: Backends,
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, for shutdown to wait for.
     pub(crate) tasks: TaskTracker,
@@ -38,8 +40,9 @@ impl AppState {
     /// [`TokenVerifier::load`], which fetches a JWKS URL).
     pub fn with_verifier(settings: Settings, verifier: TokenVerifier) -> anyhow::Result<AppState> {
         crate::metrics::init();
-        let (store, recovered) = Store::open(&settings.data_dir, settings.webhook_urls.clone())?;
-        let hub = Hub::new(engine_config(&settings), Arc::new(store));
+        let (backends, recovered) =
+            crate::store::open(&settings.data_dir, settings.webhook_urls.clone())?;
+        let hub = Hub::new(engine_config(&settings), backends.journal.clone());
         hub.restore_offline(&recovered.offline);
         let restored = recovered.online.len();
         let sessions = crate::store::take_sessions(&settings.data_dir);
@@ -57,6 +60,7 @@ impl AppState {
             settings: Arc::new(settings),
             verifier: Arc::new(verifier),
             stats: Arc::default(),
+            backends,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

@@ -1,6 +1,6 @@
 //! Webhook delivery: one sender task per configured URL drains the durable
-//! `webhook_outbox` table that the store fills in the same transaction as the
-//! journal.
+//! [`WebhookOutbox`] that the journal fills in the same commit as the
+//! transitions.
 //!
 //! - **Order.** A sender delivers its URL's rows strictly in `seq` order: the
 //!   oldest undelivered batch is retried before anything newer is sent
@@ -8,7 +8,7 @@
 //! - **Batching.** A batch is the oldest pending rows, at most
 //!   [`BATCH_MAX`]; it goes out as soon as that many are pending, or
 //!   [`BATCH_WAIT`] after its oldest event was created.
-//! - **Waking.** The store's `webhooks_pending` notify (fanned out to every
+//! - **Waking.** The outbox's `committed` notify (fanned out to every
 //!   sender), timers for the batch window and the backoff, and a re-check
 //!   every [`RECHECK`] as a safety net. Never a busy poll.
 //! - **Retries.** 2xx deletes the batch. Anything else (status, redirect,
@@ -16,11 +16,11 @@
 //!   and puts them off by [`backoff`]: after the n-th failed attempt, a random
 //!   delay in `[0, min(500 ms × 2^(n−1), 5 min)]` (full jitter). Events older
 //!   than [`MAX_AGE`] are dropped with a warning.
-//! - **Restarts.** Rows stay in SQLite until delivered; on graceful shutdown
+//! - **Restarts.** Events stay in the outbox until delivered; on graceful shutdown
 //!   [`Webhooks::shutdown`] makes one last bounded attempt to send what is due.
 //!
-//! Each sender has its own SQLite connection (WAL lets it read while the
-//! store's writer writes) and runs every query in `spawn_blocking`.
+//! The outbox's methods block (they are queries): every call runs in
+//! `spawn_blocking`.
 //!
 //! Metrics: `presenced_webhook_queue_depth` (gauge, undelivered events over
 //! all URLs) and `presenced_webhook_failures_total` (counter: one per failed
@@ -30,13 +30,12 @@
 //! `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` over the
 //! exact bytes of the body.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, params};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
@@ -46,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::outbound::{describe_error, redact_url};
-use crate::store::{Store, open_db};
+use crate::store::{OutboxEvent, WebhookOutbox};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "Presence-Signature";
@@ -150,7 +149,10 @@ impl Webhooks {
     /// The secret is `webhook_secret`, or one generated once into
     /// `<data dir>/webhook_secret` (and printed) like the JWT secret. Outbox
     /// rows for URLs that are no longer configured are dropped with a warning.
-    pub async fn start(store: &Store, settings: &Settings) -> anyhow::Result<Option<Webhooks>> {
+    pub async fn start(
+        outbox: Arc<dyn WebhookOutbox>,
+        settings: &Settings,
+    ) -> anyhow::Result<Option<Webhooks>> {
         if settings.webhook_urls.is_empty() {
             return Ok(None);
         }
@@ -183,22 +185,29 @@ impl Webhooks {
             .context("cannot build the webhook HTTP client")?;
 
         let urls = settings.webhook_urls.clone();
-        let path = store.path().to_path_buf();
-        let dbs = tokio::task::spawn_blocking(move || open_connections(&path, &urls))
+        let stale = outbox.clone();
+        let dropped = tokio::task::spawn_blocking(move || stale.retain_urls(&urls))
             .await
             .context("webhook set-up panicked")??;
+        for (url, n) in dropped {
+            tracing::warn!(
+                url = %redact_url(&url),
+                events = n,
+                "dropped undelivered webhook events of a URL that is no longer configured"
+            );
+        }
 
         let stop = CancellationToken::new();
-        let depth = Arc::new(QueueDepth::new(dbs.len()));
+        let depth = Arc::new(QueueDepth::new(settings.webhook_urls.len()));
         let mut wakes = Vec::new();
         let mut senders = JoinSet::new();
-        for (index, (url, db)) in settings.webhook_urls.iter().zip(dbs).enumerate() {
+        for (index, url) in settings.webhook_urls.iter().enumerate() {
             let wake = Arc::new(Notify::new());
             wakes.push(wake.clone());
             let sender = WebhookSender {
                 url: url.clone(),
                 shown: redact_url(url),
-                db: Arc::new(Mutex::new(db)),
+                outbox: outbox.clone(),
                 http: http.clone(),
                 secret: secret.clone(),
                 wake,
@@ -210,11 +219,10 @@ impl Webhooks {
             };
             senders.spawn(sender.run());
         }
-        // The store wakes one waiter per commit; every sender must hear it.
-        let pending = store.webhooks_pending.clone();
+        // The outbox wakes one waiter per commit; every sender must hear it.
         let fan_out = tokio::spawn(async move {
             loop {
-                pending.notified().await;
+                outbox.committed().notified().await;
                 for w in &wakes {
                     w.notify_one();
                 }
@@ -250,32 +258,6 @@ impl Webhooks {
     }
 }
 
-/// Opens one connection per URL and drops rows of URLs no longer configured.
-fn open_connections(path: &std::path::Path, urls: &[String]) -> anyhow::Result<Vec<Connection>> {
-    let mut dbs = Vec::with_capacity(urls.len());
-    for _ in urls {
-        dbs.push(open_db(path)?);
-    }
-    let db = &dbs[0];
-    let mut stmt = db.prepare("SELECT url, COUNT(*) FROM webhook_outbox GROUP BY url")?;
-    let stale: Vec<(String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    drop(stmt);
-    for (url, n) in stale {
-        if urls.contains(&url) {
-            continue;
-        }
-        db.execute("DELETE FROM webhook_outbox WHERE url = ?1", params![url])?;
-        tracing::warn!(
-            url = %redact_url(&url),
-            events = n,
-            "dropped undelivered webhook events of a URL that is no longer configured"
-        );
-    }
-    Ok(dbs)
-}
-
 /// Undelivered events per URL, summed into the gauge.
 struct QueueDepth {
     per_url: Vec<AtomicU64>,
@@ -295,19 +277,9 @@ impl QueueDepth {
     }
 }
 
-/// One outbox row, as the sender needs it.
-#[derive(Debug, Clone)]
-struct Row {
-    seq: i64,
-    payload: String,
-    created_at: u64,
-    attempts: u32,
-    next_attempt_at: u64,
-}
-
 /// The oldest pending rows of one URL.
 struct Head {
-    rows: Vec<Row>,
+    rows: Vec<OutboxEvent>,
     /// Pending rows of the URL, when counted.
     count: Option<u64>,
 }
@@ -341,7 +313,7 @@ struct WebhookSender {
     url: String,
     /// The URL without credentials or query, for logs.
     shown: String,
-    db: Arc<Mutex<Connection>>,
+    outbox: Arc<dyn WebhookOutbox>,
     http: reqwest::Client,
     secret: Arc<[u8]>,
     wake: Arc<Notify>,
@@ -430,66 +402,32 @@ impl WebhookSender {
         }
     }
 
-    /// Runs `f` on this sender's connection off the async threads.
-    async fn db<T: Send + 'static>(
+    /// Runs `f` on the outbox off the async threads.
+    async fn outbox<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn WebhookOutbox) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .context("webhook outbox query panicked")?
-        .context("webhook outbox query failed")
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || f(&*outbox))
+            .await
+            .context("webhook outbox query panicked")?
+            .context("webhook outbox query failed")
     }
 
-    /// Reads the oldest pending rows; rows whose payload is not JSON (which
-    /// would make every batch holding them fail forever) are deleted.
+    /// Reads the oldest pending events.
     async fn load_head(&mut self) -> anyhow::Result<Head> {
         let url = self.url.clone();
         let want_count = self.counted_at.is_none_or(|at| at.elapsed() >= RECHECK);
-        let head = self
-            .db(move |db| {
-                let mut stmt = db.prepare_cached(
-                    "SELECT seq, payload, created_at, attempts, next_attempt_at
-                     FROM webhook_outbox WHERE url = ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows: Vec<Row> = stmt
-                    .query_map(params![url, BATCH_MAX as i64], |r| {
-                        Ok(Row {
-                            seq: r.get(0)?,
-                            payload: r.get(1)?,
-                            created_at: r.get::<_, i64>(2)?.max(0) as u64,
-                            attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
-                            next_attempt_at: r.get::<_, i64>(4)?.max(0) as u64,
-                        })
-                    })?
-                    .collect::<Result<_, _>>()?;
-                drop(stmt);
-                let (rows, bad): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| {
-                    serde_json::from_str::<serde::de::IgnoredAny>(&r.payload).is_ok()
-                });
-                for r in &bad {
-                    tracing::error!(seq = r.seq, "dropped a webhook outbox row that is not JSON");
-                    db.execute("DELETE FROM webhook_outbox WHERE seq = ?1", params![r.seq])?;
-                }
-                let count = if rows.len() < BATCH_MAX && bad.is_empty() {
-                    Some(rows.len() as u64)
-                } else if want_count {
-                    let n: i64 = db.query_row(
-                        "SELECT COUNT(*) FROM webhook_outbox WHERE url = ?1",
-                        params![url],
-                        |r| r.get(0),
-                    )?;
-                    Some(n as u64)
-                } else {
-                    None
-                };
-                Ok(Head { rows, count })
-            })
+        let found = self
+            .outbox(move |o| o.head(&url, BATCH_MAX, want_count))
             .await?;
+        for seq in &found.bad {
+            tracing::error!(seq, "dropped a webhook outbox row that is not JSON");
+        }
+        let head = Head {
+            rows: found.events,
+            count: found.count,
+        };
         match head.count {
             Some(n) => {
                 if n as usize >= BATCH_MAX {
@@ -504,7 +442,7 @@ impl WebhookSender {
     }
 
     /// POSTs `rows` as one batch; returns whether the receiver took it.
-    async fn deliver(&mut self, rows: &[Row]) -> bool {
+    async fn deliver(&mut self, rows: &[OutboxEvent]) -> bool {
         let body = batch_body(rows);
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -540,14 +478,7 @@ impl WebhookSender {
         match failure {
             None => {
                 let n = rows.len();
-                let done = self
-                    .db(move |db| {
-                        db.execute(
-                            "DELETE FROM webhook_outbox WHERE url = ?1 AND seq BETWEEN ?2 AND ?3",
-                            params![url, first, last],
-                        )
-                    })
-                    .await;
+                let done = self.outbox(move |o| o.delivered(&url, first, last)).await;
                 if let Err(e) = done {
                     // The batch is sent again later: receivers drop it by id.
                     tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot delete delivered webhook events");
@@ -568,13 +499,7 @@ impl WebhookSender {
                 let delay = backoff(failures);
                 let next = now_ms().saturating_add(delay.as_millis() as u64);
                 let marked = self
-                    .db(move |db| {
-                        db.execute(
-                            "UPDATE webhook_outbox SET attempts = ?4, next_attempt_at = ?5
-                             WHERE url = ?1 AND seq BETWEEN ?2 AND ?3",
-                            params![url, first, last, failures as i64, next as i64],
-                        )
-                    })
+                    .outbox(move |o| o.failed(&url, first, last, failures, next))
                     .await;
                 if let Err(e) = marked {
                     tracing::error!(url = %self.shown, error = %format!("{e:#}"), "cannot record a failed webhook attempt");
@@ -594,19 +519,12 @@ impl WebhookSender {
     /// Drops this URL's events older than [`MAX_AGE`].
     async fn drop_expired(&mut self, now: u64) {
         let url = self.url.clone();
-        let cutoff = now.saturating_sub(MAX_AGE.as_millis() as u64) as i64;
-        let dropped = self
-            .db(move |db| {
-                db.execute(
-                    "DELETE FROM webhook_outbox WHERE url = ?1 AND created_at < ?2",
-                    params![url, cutoff],
-                )
-            })
-            .await;
+        let cutoff = now.saturating_sub(MAX_AGE.as_millis() as u64);
+        let dropped = self.outbox(move |o| o.drop_older(&url, cutoff)).await;
         match dropped {
             Ok(n) => {
-                crate::metrics::add_webhook_failures(n as u64);
-                self.known_depth = self.known_depth.saturating_sub(n as u64);
+                crate::metrics::add_webhook_failures(n);
+                self.known_depth = self.known_depth.saturating_sub(n);
                 self.depth.set(self.index, self.known_depth);
                 tracing::warn!(
                     url = %self.shown,
@@ -624,7 +542,7 @@ impl WebhookSender {
 }
 
 /// `{"events":[...]}` from the rows' payloads, which are JSON objects.
-fn batch_body(rows: &[Row]) -> String {
+fn batch_body(rows: &[OutboxEvent]) -> String {
     let mut body =
         String::with_capacity(16 + rows.iter().map(|r| r.payload.len() + 1).sum::<usize>());
     body.push_str("{\"events\":[");
@@ -716,7 +634,7 @@ mod tests {
 
     #[test]
     fn batch_body_is_the_payloads_in_order() {
-        let row = |seq, payload: &str| Row {
+        let row = |seq, payload: &str| OutboxEvent {
             seq,
             payload: payload.to_owned(),
             created_at: 0,
@@ -732,7 +650,7 @@ mod tests {
 
     #[test]
     fn head_waits_for_a_full_batch_or_the_window_and_the_backoff() {
-        let row = |created_at, next_attempt_at| Row {
+        let row = |created_at, next_attempt_at| OutboxEvent {
             seq: 1,
             payload: "{}".into(),
             created_at,

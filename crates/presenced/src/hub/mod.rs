@@ -30,7 +30,7 @@ use tokio::sync::{Notify, broadcast};
 
 pub use self::outbox::{Outbox, Outgoing};
 use crate::clock::{now_ms, random_token};
-use crate::store::Store;
+use crate::store::Journal;
 
 /// A socket bound to an engine connection. `socket_id` tells sockets apart
 /// when a resume binds a new socket to an existing connection.
@@ -76,12 +76,12 @@ pub struct Hub {
     timer: Notify,
     next_id: AtomicU64,
     events: broadcast::Sender<PresenceEvent>,
-    store: Arc<Store>,
+    journal: Arc<dyn Journal>,
     counters: Counters,
 }
 
 impl Hub {
-    pub fn new(cfg: EngineConfig, store: Arc<Store>) -> Arc<Hub> {
+    pub fn new(cfg: EngineConfig, journal: Arc<dyn Journal>) -> Arc<Hub> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -92,7 +92,7 @@ impl Hub {
             timer: Notify::new(),
             next_id: AtomicU64::new(1),
             events,
-            store,
+            journal,
             counters: Counters::default(),
         })
     }
@@ -118,9 +118,9 @@ impl Hub {
         f(&self.lock().engine, now_ms())
     }
 
-    /// The durable store the hub journals presence events into.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// The journal the hub records every presence event into.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
     }
 
     pub fn counters(&self) -> &Counters {
@@ -421,7 +421,7 @@ impl Hub {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(event.clone());
         }
-        self.store.record(event);
+        self.journal.record(event);
     }
 
     /// Emits an event the engine did not make (tests of the feed).

@@ -1,13 +1,9 @@
-//! The embedded store: SQLite in the data directory.
+//! The embedded backends' SQLite file and its writer: the journal and the
+//! liveness beat.
 //!
-//! It keeps what must outlive the process: who is online (the journal) with
-//! their channel memberships, every user's last status and last_seen, the
-//! webhook outbox, and when the server was last alive. Writes happen on one
-//! writer thread that batches whatever queued up into one transaction, so a
-//! connect never waits for the disk; a barrier lets a reader wait until
-//! everything queued before it is committed.
-//!
-//! Journal and outbox change in the same transaction, which is what makes a
+//! Writes happen on one writer thread that batches whatever queued up into
+//! one transaction, so a connect never waits for the disk. Journal and
+//! webhook outbox change in the same transaction, which is what makes a
 //! crash safe: a transition is either committed with its webhook events, or
 //! not at all and then re-derived after the restart (the user gets one grace
 //! window and, if it does not come back, exactly one `user.offline`).
@@ -20,15 +16,14 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use anyhow::Context;
-use presenced_engine::{PresenceEvent, RestoredUser, SessionRecord, UserStatus};
+use presenced_engine::{PresenceEvent, RestoredUser, UserStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, oneshot};
 
-/// How often the writer records that the server is alive.
-pub const ALIVE_INTERVAL_MS: u64 = 1_000;
+use super::{Barrier, Journal, Liveness, Recovered};
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     user TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -60,7 +55,7 @@ CREATE TABLE IF NOT EXISTS meta (
 ";
 
 /// Opens the database file with the settings every connection uses.
-pub fn open_db(path: &Path) -> anyhow::Result<Connection> {
+pub(super) fn open_db(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -71,29 +66,18 @@ pub fn open_db(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// What the server finds in the store at start-up.
-#[derive(Debug, Default)]
-pub struct Recovered {
-    /// Users who were online or away when the server stopped.
-    pub online: Vec<RestoredUser>,
-    /// `(user, since, last_seen)` of users who are offline.
-    pub offline: Vec<(String, u64, Option<u64>)>,
-    /// When the server was last known alive.
-    pub alive_at: Option<u64>,
-}
-
 enum Op {
     Event(PresenceEvent),
     Alive(u64),
-    Barrier(oneshot::Sender<()>),
+    Barrier(oneshot::Sender<bool>),
 }
 
-/// Handle to the store's writer thread.
+/// Handle to the writer thread: the [`Journal`] and the [`Liveness`].
 #[derive(Debug)]
 pub struct Store {
     tx: std_mpsc::Sender<Op>,
     /// Woken after every commit that added webhook events.
-    pub webhooks_pending: Arc<Notify>,
+    webhooks_pending: Arc<Notify>,
     /// False while the last write failed (disk full, file gone).
     healthy: Arc<AtomicBool>,
     path: std::path::PathBuf,
@@ -130,68 +114,39 @@ impl Store {
         ))
     }
 
-    /// Path of the database file (for readers such as the webhook sender).
+    /// Path of the database file (for the webhook outbox's connection).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Queues a presence event; never blocks.
-    pub fn record(&self, event: PresenceEvent) {
+    /// Woken after every commit that added webhook events.
+    pub fn webhooks_committed(&self) -> Arc<Notify> {
+        self.webhooks_pending.clone()
+    }
+}
+
+impl Journal for Store {
+    fn record(&self, event: PresenceEvent) {
         let _ = self.tx.send(Op::Event(event));
     }
 
-    /// Records that the server is alive at `now` (ms).
-    pub fn alive(&self, now: u64) {
-        let _ = self.tx.send(Op::Alive(now));
-    }
-
-    /// Waits until everything queued before this call is committed; false
-    /// when the store cannot write.
-    pub async fn barrier(&self) -> bool {
+    fn barrier(&self) -> Barrier {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Op::Barrier(tx)).is_err() {
-            return false;
+            return Barrier::failed();
         }
-        rx.await.is_ok() && self.is_healthy()
+        Barrier::new(rx)
     }
 
-    /// Whether the last write succeeded.
-    pub fn is_healthy(&self) -> bool {
+    fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+}
 
-    /// Commits what is queued and records `now` as the last alive time
-    /// (graceful shutdown).
-    pub async fn close(&self, now: u64) {
-        self.alive(now);
-        self.barrier().await;
+impl Liveness for Store {
+    fn beat(&self, now: u64) {
+        let _ = self.tx.send(Op::Alive(now));
     }
-}
-
-const SESSIONS_FILE: &str = "sessions.json";
-
-/// Keeps the resumable state of every connection at a clean shutdown, so
-/// clients resume (`resumed: true`) after the restart.
-pub fn save_sessions(data_dir: &Path, sessions: &[SessionRecord]) -> anyhow::Result<()> {
-    let tmp = data_dir.join(format!("{SESSIONS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(sessions)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, data_dir.join(SESSIONS_FILE))?;
-    Ok(())
-}
-
-/// Takes the sessions a clean shutdown left (and removes the file: after a
-/// later crash they would be stale). None after a crash.
-pub fn take_sessions(data_dir: &Path) -> Vec<SessionRecord> {
-    let path = data_dir.join(SESSIONS_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Vec::new();
-    };
-    let _ = std::fs::remove_file(&path);
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "ignoring an unreadable sessions file");
-        Vec::new()
-    })
 }
 
 fn status_str(s: UserStatus) -> &'static str {
@@ -318,7 +273,7 @@ fn writer_loop(
             webhooks_pending.notify_one();
         }
         for b in barriers {
-            let _ = b.send(());
+            let _ = b.send(result.is_ok());
         }
     }
 }
@@ -450,8 +405,8 @@ mod tests {
             last_seen: 1_400,
             reason: Reason::Timeout,
         });
-        store.alive(2_000);
-        store.barrier().await;
+        store.beat(2_000);
+        assert!(store.barrier().wait().await);
         drop(store);
 
         let (_store, rec) = Store::open(dir.path(), vec![]).unwrap();

@@ -1,0 +1,164 @@
+//! The backends: what must outlive the process, behind three traits, so the
+//! rest of the server never runs a query of its own and a second
+//! implementation (cluster mode's shared store) plugs in beside this one.
+//!
+//! - [`Journal`]: presence transitions (who is online, with their channel
+//!   memberships and data, every user's last status and last_seen), queued
+//!   without blocking and made durable in order; a [`Barrier`] lets a reader
+//!   wait until everything queued before it is durable.
+//! - [`Liveness`]: when this node was last known alive, so a restart after a
+//!   crash dates the last_seen of users it finds online no later than that.
+//! - [`WebhookOutbox`]: the durable queue of webhook events that the journal
+//!   fills in the same commit as the transition that caused them; the
+//!   webhook senders read and acknowledge through it.
+//!
+//! [`open`] gives the embedded implementation: SQLite in the data directory
+//! (`sqlite.rs`: the journal's writer thread and the schema; `outbox.rs`:
+//! the outbox queries). Sessions kept at a clean shutdown are a file of their
+//! own (`sessions.rs`).
+
+mod outbox;
+mod sessions;
+mod sqlite;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use presenced_engine::{PresenceEvent, RestoredUser};
+use tokio::sync::{Notify, oneshot};
+
+pub use sessions::{save_sessions, take_sessions};
+
+/// How often the server records that it is alive.
+pub const ALIVE_INTERVAL_MS: u64 = 1_000;
+
+/// The presence journal.
+pub trait Journal: Send + Sync + fmt::Debug {
+    /// Queues a presence event, to be made durable after every event queued
+    /// before it; never blocks (it is called under the hub's lock).
+    fn record(&self, event: PresenceEvent);
+    /// Resolves once everything queued before this call is durable.
+    fn barrier(&self) -> Barrier;
+    /// Whether the last write succeeded.
+    fn is_healthy(&self) -> bool;
+}
+
+/// Node liveness.
+pub trait Liveness: Send + Sync + fmt::Debug {
+    /// Records that this node is alive at `now` (ms), in order with the
+    /// journal's events.
+    fn beat(&self, now: u64);
+}
+
+/// The durable webhook queue, one ordered queue per URL. Methods block (a
+/// query): callers run them off the async threads.
+pub trait WebhookOutbox: Send + Sync + fmt::Debug {
+    /// The oldest `max` pending events of `url`, in order, and how many the
+    /// URL has pending when `count` (or when fewer than `max` are). Events
+    /// whose payload is not JSON are deleted (a batch holding one would fail
+    /// forever) and reported in `bad`.
+    fn head(&self, url: &str, max: usize, count: bool) -> anyhow::Result<OutboxHead>;
+    /// Deletes the events `first..=last` of `url` (delivered).
+    fn delivered(&self, url: &str, first: i64, last: i64) -> anyhow::Result<()>;
+    /// Records a failed attempt on the events `first..=last` of `url`.
+    fn failed(
+        &self,
+        url: &str,
+        first: i64,
+        last: i64,
+        attempts: u32,
+        next_attempt_at: u64,
+    ) -> anyhow::Result<()>;
+    /// Deletes the events of `url` created before `cutoff` (ms); returns how many.
+    fn drop_older(&self, url: &str, cutoff: u64) -> anyhow::Result<u64>;
+    /// Deletes the events of every URL not in `urls`; returns `(url, events)`
+    /// of what it dropped.
+    fn retain_urls(&self, urls: &[String]) -> anyhow::Result<Vec<(String, u64)>>;
+    /// Woken (one waiter) after every commit that added events.
+    fn committed(&self) -> &Notify;
+}
+
+/// One queued webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Position in the URL's queue.
+    pub seq: i64,
+    /// The event as JSON (an object).
+    pub payload: String,
+    pub created_at: u64,
+    pub attempts: u32,
+    pub next_attempt_at: u64,
+}
+
+/// What [`WebhookOutbox::head`] found.
+#[derive(Debug, Default)]
+pub struct OutboxHead {
+    pub events: Vec<OutboxEvent>,
+    /// Pending events of the URL, when counted.
+    pub count: Option<u64>,
+    /// Sequence numbers of the events deleted for not being JSON.
+    pub bad: Vec<i64>,
+}
+
+/// What the server finds in the backends at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Users who were online or away when the server stopped.
+    pub online: Vec<RestoredUser>,
+    /// `(user, since, last_seen)` of users who are offline.
+    pub offline: Vec<(String, u64, Option<u64>)>,
+    /// When the server was last known alive.
+    pub alive_at: Option<u64>,
+}
+
+/// The backends of one server.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub journal: Arc<dyn Journal>,
+    pub liveness: Arc<dyn Liveness>,
+    pub webhooks: Arc<dyn WebhookOutbox>,
+}
+
+/// Opens (creating if needed) `<data_dir>/presenced.db` and reads what the
+/// last run left. Webhook events are queued for each of `webhook_urls`.
+pub fn open(data_dir: &Path, webhook_urls: Vec<String>) -> anyhow::Result<(Backends, Recovered)> {
+    let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls)?;
+    let store = Arc::new(store);
+    let webhooks = Arc::new(outbox::SqliteOutbox::open(
+        store.path(),
+        store.webhooks_committed(),
+    )?);
+    Ok((
+        Backends {
+            journal: store.clone(),
+            liveness: store,
+            webhooks,
+        },
+        recovered,
+    ))
+}
+
+/// Waits for the journal: see [`Journal::barrier`].
+#[derive(Debug)]
+pub struct Barrier(Option<oneshot::Receiver<bool>>);
+
+impl Barrier {
+    /// A barrier that resolves to `durable` when `rx` hears it.
+    pub fn new(rx: oneshot::Receiver<bool>) -> Barrier {
+        Barrier(Some(rx))
+    }
+
+    /// A barrier that already failed (the journal is gone).
+    pub fn failed() -> Barrier {
+        Barrier(None)
+    }
+
+    /// True when everything queued before the barrier is durable.
+    pub async fn wait(self) -> bool {
+        match self.0 {
+            Some(rx) => rx.await.unwrap_or(false),
+            None => false,
+        }
+    }
+}
