@@ -40,8 +40,13 @@ impl AppState {
     /// [`TokenVerifier::load`], which fetches a JWKS URL).
     pub fn with_verifier(settings: Settings, verifier: TokenVerifier) -> anyhow::Result<AppState> {
         crate::metrics::init();
-        let (backends, recovered) =
-            crate::store::open(&settings.data_dir, settings.webhook_urls.clone())?;
+        // Every offline user is kept in memory for now (the engine reads
+        // last_seen from there).
+        let (backends, recovered) = crate::store::open(
+            &settings.data_dir,
+            settings.webhook_urls.clone(),
+            usize::MAX,
+        )?;
         let hub = Hub::new(engine_config(&settings), backends.journal.clone());
         hub.restore_offline(&recovered.offline);
         let restored = recovered.online.len();

@@ -25,7 +25,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use presenced_engine::{PresenceEvent, RestoredUser};
+use presenced_engine::{PresenceEvent, RestoredUser, UserStatus};
 use tokio::sync::{Notify, oneshot};
 
 pub use sessions::{save_sessions, take_sessions};
@@ -42,6 +42,20 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn barrier(&self) -> Barrier;
     /// Whether the last write succeeded.
     fn is_healthy(&self) -> bool;
+    /// The last presence the journal holds for each of `users` it knows
+    /// (users never seen are left out), as of the last commit. Blocks (a
+    /// query): callers run it off the async threads, after a [`Barrier`]
+    /// when they must see what they queued.
+    fn last_presence(&self, users: &[String]) -> anyhow::Result<Vec<StoredPresence>>;
+}
+
+/// A user's last presence as the journal holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPresence {
+    pub user: String,
+    pub status: UserStatus,
+    pub since: u64,
+    pub last_seen: Option<u64>,
 }
 
 /// Node liveness.
@@ -106,7 +120,8 @@ pub struct OutboxHead {
 pub struct Recovered {
     /// Users who were online or away when the server stopped.
     pub online: Vec<RestoredUser>,
-    /// `(user, since, last_seen)` of users who are offline.
+    /// `(user, since, last_seen)` of the most recently seen offline users
+    /// (as many as asked for, the newest first).
     pub offline: Vec<(String, u64, Option<u64>)>,
     /// When the server was last known alive.
     pub alive_at: Option<u64>,
@@ -121,9 +136,14 @@ pub struct Backends {
 }
 
 /// Opens (creating if needed) `<data_dir>/presenced.db` and reads what the
-/// last run left. Webhook events are queued for each of `webhook_urls`.
-pub fn open(data_dir: &Path, webhook_urls: Vec<String>) -> anyhow::Result<(Backends, Recovered)> {
-    let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls)?;
+/// last run left, with at most `offline_limit` offline users. Webhook
+/// events are queued for each of `webhook_urls`.
+pub fn open(
+    data_dir: &Path,
+    webhook_urls: Vec<String>,
+    offline_limit: usize,
+) -> anyhow::Result<(Backends, Recovered)> {
+    let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls, offline_limit)?;
     let store = Arc::new(store);
     let webhooks = Arc::new(outbox::SqliteOutbox::open(
         store.path(),

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, oneshot};
 
-use super::{Barrier, Journal, Liveness, Recovered};
+use super::{Barrier, Journal, Liveness, Recovered, StoredPresence};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -81,18 +81,26 @@ pub struct Store {
     /// False while the last write failed (disk full, file gone).
     healthy: Arc<AtomicBool>,
     path: std::path::PathBuf,
+    /// For reads of users who are not in memory (their last presence).
+    reader: Mutex<Connection>,
 }
 
 impl Store {
     /// Opens (creating if needed) `<data_dir>/presenced.db`, reads what the
     /// last run left and starts the writer. Webhook events are queued for
-    /// each of `webhook_urls`.
-    pub fn open(data_dir: &Path, webhook_urls: Vec<String>) -> anyhow::Result<(Store, Recovered)> {
+    /// each of `webhook_urls`. Of the offline users, the `offline_limit` most
+    /// recently seen are recovered; the others are read when asked for.
+    pub fn open(
+        data_dir: &Path,
+        webhook_urls: Vec<String>,
+        offline_limit: usize,
+    ) -> anyhow::Result<(Store, Recovered)> {
         let path = data_dir.join("presenced.db");
         let conn = open_db(&path)?;
         conn.execute_batch(SCHEMA)
             .context("cannot create the database schema")?;
-        let recovered = recover(&conn)?;
+        let recovered = recover(&conn, offline_limit)?;
+        let reader = Mutex::new(open_db(&path)?);
         let (tx, rx) = std_mpsc::channel();
         let webhooks_pending = Arc::new(Notify::new());
         let notify = webhooks_pending.clone();
@@ -109,6 +117,7 @@ impl Store {
                 webhooks_pending,
                 healthy,
                 path,
+                reader,
             },
             recovered,
         ))
@@ -141,6 +150,38 @@ impl Journal for Store {
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+
+    fn last_presence(&self, users: &[String]) -> anyhow::Result<Vec<StoredPresence>> {
+        let mut db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        // One read transaction: every answer from the same commit.
+        let tx = db.transaction()?;
+        let mut out = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT status, since, last_seen FROM users WHERE user = ?1")?;
+            for user in users {
+                let row = stmt
+                    .query_row(params![user], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                if let Some((status, since, last_seen)) = row {
+                    out.push(StoredPresence {
+                        user: user.clone(),
+                        status: parse_status(&status),
+                        since: since.max(0) as u64,
+                        last_seen: last_seen.map(|v| v.max(0) as u64),
+                    });
+                }
+            }
+        }
+        tx.finish()?;
+        Ok(out)
+    }
 }
 
 impl Liveness for Store {
@@ -160,7 +201,15 @@ fn status_str(s: UserStatus) -> &'static str {
 /// `(channel, member data, member since)` of one journaled membership.
 type Membership = (String, Map<String, Value>, u64);
 
-fn recover(conn: &Connection) -> anyhow::Result<Recovered> {
+fn parse_status(s: &str) -> UserStatus {
+    match s {
+        "online" => UserStatus::Online,
+        "away" => UserStatus::Away,
+        _ => UserStatus::Offline,
+    }
+}
+
+fn recover(conn: &Connection, offline_limit: usize) -> anyhow::Result<Recovered> {
     let alive_at: Option<u64> = conn
         .query_row("SELECT value FROM meta WHERE key = 'alive_at'", [], |r| {
             r.get::<_, String>(0)
@@ -191,8 +240,14 @@ fn recover(conn: &Connection) -> anyhow::Result<Recovered> {
         alive_at,
         ..Recovered::default()
     };
-    let mut stmt = conn.prepare("SELECT user, status, since, last_seen FROM users")?;
-    let rows = stmt.query_map([], |r| {
+    let mut stmt = conn.prepare(
+        "SELECT user, status, since, last_seen FROM users WHERE status != 'offline'
+         UNION ALL
+         SELECT * FROM (SELECT user, status, since, last_seen FROM users
+             WHERE status = 'offline' ORDER BY last_seen DESC LIMIT ?1)",
+    )?;
+    let limit = i64::try_from(offline_limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![limit], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -383,7 +438,8 @@ mod tests {
     #[tokio::test]
     async fn journal_survives_reopen_and_offline_clears_members() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, rec) = Store::open(dir.path(), vec!["http://127.0.0.1:1/h".into()]).unwrap();
+        let (store, rec) =
+            Store::open(dir.path(), vec!["http://127.0.0.1:1/h".into()], 10).unwrap();
         assert!(rec.online.is_empty() && rec.alive_at.is_none());
         store.record(PresenceEvent::UserOnline {
             user: user("a"),
@@ -409,7 +465,7 @@ mod tests {
         assert!(store.barrier().wait().await);
         drop(store);
 
-        let (_store, rec) = Store::open(dir.path(), vec![]).unwrap();
+        let (store, rec) = Store::open(dir.path(), vec![], 10).unwrap();
         assert_eq!(rec.alive_at, Some(2_000));
         assert_eq!(rec.online.len(), 1);
         let a = &rec.online[0];
@@ -418,11 +474,73 @@ mod tests {
         assert_eq!(a.channels[0].0, "room:1");
         assert_eq!(a.channels[0].1["x"], 1);
         assert_eq!(rec.offline, vec![("b".to_owned(), 1_500, Some(1_400))]);
+        let found = store
+            .last_presence(&["b".to_owned(), "nobody".to_owned(), "a".to_owned()])
+            .unwrap();
+        assert_eq!(
+            found,
+            [
+                StoredPresence {
+                    user: "b".into(),
+                    status: UserStatus::Offline,
+                    since: 1_500,
+                    last_seen: Some(1_400),
+                },
+                StoredPresence {
+                    user: "a".into(),
+                    status: UserStatus::Online,
+                    since: 1_000,
+                    last_seen: Some(1_000),
+                },
+            ]
+        );
+        drop(store);
 
         let db = open_db(&dir.path().join("presenced.db")).unwrap();
         let n: i64 = db
             .query_row("SELECT COUNT(*) FROM webhook_outbox", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 4, "online, joined, online, offline");
+    }
+}
+
+#[cfg(test)]
+mod recover_tests {
+    use super::*;
+    use presenced_engine::Reason;
+
+    #[tokio::test]
+    async fn only_the_most_recently_seen_offline_users_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), vec![], 0).unwrap();
+        for i in 0..5u64 {
+            let user: Arc<str> = Arc::from(format!("u{i}"));
+            store.record(PresenceEvent::UserOnline {
+                user: user.clone(),
+                at: 1_000 + i,
+            });
+            store.record(PresenceEvent::UserOffline {
+                user,
+                at: 2_000 + i,
+                last_seen: 1_500 + i,
+                reason: Reason::Timeout,
+            });
+        }
+        store.record(PresenceEvent::UserOnline {
+            user: Arc::from("live"),
+            at: 3_000,
+        });
+        assert!(store.barrier().wait().await);
+        drop(store);
+        let (store, rec) = Store::open(dir.path(), vec![], 2).unwrap();
+        assert_eq!(rec.online.len(), 1, "online users are always recovered");
+        let users: Vec<&str> = rec.offline.iter().map(|o| o.0.as_str()).collect();
+        assert_eq!(users, ["u4", "u3"], "the newest last_seen first");
+        let older = store.last_presence(&["u0".to_owned()]).unwrap();
+        assert_eq!(
+            older[0].last_seen,
+            Some(1_500),
+            "the rest are read when asked"
+        );
     }
 }
