@@ -6,10 +6,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use utoipa::OpenApi;
+use utoipa_axum::routes;
 
 use crate::auth::TokenVerifier;
 use crate::clock::now_ms;
@@ -17,14 +16,28 @@ use crate::config::Settings;
 use crate::state::AppState;
 use crate::store::ALIVE_INTERVAL_MS;
 
-/// The routes.
+/// The routes, serving the OpenAPI document made from them.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/ws", get(ws_upgrade))
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(crate::api::routes(crate::web::WebApiDoc::openapi()))
+    let (router, doc) = routes();
+    crate::api::serve_document(router, doc).with_state(state)
+}
+
+/// Every route, and the OpenAPI document of the documented ones.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    crate::api::routes()
+        .routes(routes!(ws_upgrade))
+        .routes(routes!(healthz))
         .merge(crate::web::routes())
-        .with_state(state)
+        .split_for_parts()
+}
+
+/// Liveness.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")),
+)]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// Bytes of outgoing frames tungstenite collects before writing: the frames
@@ -33,6 +46,15 @@ pub fn app(state: AppState) -> Router {
 /// connection does not keep it.
 const WRITE_BUFFER: usize = 16 * 1024;
 
+/// The WebSocket endpoint: upgrade, then the presence protocol (`hello`
+/// first). Authenticated by the token in `hello`, not by the API key.
+#[utoipa::path(
+    get, path = "/v1/ws", tag = "websocket", security(()),
+    responses(
+        (status = 101, description = "Switching protocols to WebSocket"),
+        (status = 400, description = "Not a WebSocket upgrade request"),
+    ),
+)]
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
     let max = state.settings.limits.max_frame_bytes;
     // Small buffers: an idle connection should cost a few KiB, not the
@@ -176,5 +198,57 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    #[test]
+    fn openapi_document_has_every_path_and_the_bearer_scheme() {
+        let doc: Value = serde_json::from_str(&super::routes().1.to_json().unwrap()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(doc["info"]["title"], "presenced HTTP API");
+        for (p, method) in [
+            ("/v1/users/{user}", "get"),
+            ("/v1/users/query", "post"),
+            ("/v1/users", "get"),
+            ("/v1/users/{user}/disconnect", "post"),
+            ("/v1/channels", "get"),
+            ("/v1/channels/{channel}", "get"),
+            ("/v1/channels/{channel}/members", "get"),
+            ("/v1/channels/{channel}/messages", "post"),
+            ("/v1/openapi.json", "get"),
+            ("/healthz", "get"),
+            ("/readyz", "get"),
+            ("/metrics", "get"),
+            ("/v1/ws", "get"),
+            ("/v1/dev/token", "post"),
+            ("/v1/events", "get"),
+            ("/v1/stats", "get"),
+        ] {
+            assert!(
+                doc["paths"][p].get(method).is_some(),
+                "missing {method} {p}"
+            );
+        }
+        assert!(
+            doc["paths"].get("/assets/{*path}").is_none(),
+            "pages are not API"
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+        assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+        assert!(doc["components"]["schemas"].get("StatsOut").is_some());
+        let tags: Vec<&str> = doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(tags.contains(&"users") && tags.contains(&"dashboard"));
     }
 }

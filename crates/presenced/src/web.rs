@@ -23,19 +23,20 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_util::Stream;
 use presenced_engine::rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::MAX_USER_ID_BYTES;
 use crate::http::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
@@ -47,17 +48,18 @@ pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Longest display name a development token carries (in characters).
 pub const MAX_DEV_NAME_CHARS: usize = 64;
 
-/// The pages' routes, merged into the server's router (no fallback of their
-/// own: the API's JSON 404 answers everything else).
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The pages' routes and the documented routes they read, merged into the
+/// server's router (no fallback of their own: the API's JSON 404 answers
+/// everything else).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(WebApiDoc::openapi())
         .route("/", get(demo_page))
         .route("/admin", get(admin_page))
         .route("/favicon.ico", get(favicon))
         .route("/assets/{*path}", get(asset))
-        .route("/v1/dev/token", post(dev_token))
-        .route("/v1/events", get(events))
-        .route("/v1/stats", get(stats))
+        .routes(routes!(dev_token))
+        .routes(routes!(events))
+        .routes(routes!(stats))
 }
 
 // ----- static files ----------------------------------------------------------
@@ -438,7 +440,6 @@ pub async fn stats(_: ApiKey, State(state): State<AppState>) -> Response {
 /// document (`ApiDoc::openapi().merge(WebApiDoc::openapi())`).
 #[derive(OpenApi)]
 #[openapi(
-    paths(dev_token, events, stats),
     components(schemas(DevTokenBody, DevTokenOut, SampleOut, StatsOut)),
     tags(
         (name = "dashboard", description = "What the dashboard at /admin reads"),
@@ -499,7 +500,8 @@ mod tests {
 
     #[test]
     fn openapi_describes_the_routes() {
-        let doc: Value = serde_json::from_str(&WebApiDoc::openapi().to_json().unwrap()).unwrap();
+        let (_, doc) = routes().split_for_parts();
+        let doc: Value = serde_json::from_str(&doc.to_json().unwrap()).unwrap();
         for p in ["/v1/dev/token", "/v1/events", "/v1/stats"] {
             assert!(doc["paths"].get(p).is_some(), "missing {p}");
         }
