@@ -151,14 +151,14 @@ impl Webhooks {
     /// `<data dir>/webhook_secret` (and printed) like the JWT secret. Outbox
     /// rows for URLs that are no longer configured are dropped with a warning.
     pub async fn start(store: &Store, settings: &Settings) -> anyhow::Result<Option<Webhooks>> {
-        if settings.webhook_urls.is_empty() {
+        if settings.values.webhook_urls.is_empty() {
             return Ok(None);
         }
-        let secret: Arc<[u8]> = match &settings.webhook_secret {
-            Some(s) => Arc::from(s.as_bytes()),
+        let secret: Arc<[u8]> = match &settings.values.webhook_secret {
+            Some(s) => Arc::from(s.expose().as_bytes()),
             None => {
                 let (secret, generated) = crate::config::stored_secret(
-                    &settings.data_dir,
+                    &settings.values.data_dir,
                     WEBHOOK_SECRET_FILE,
                     "webhook secret",
                 )?;
@@ -167,10 +167,10 @@ impl Webhooks {
                         "generated {} (kept in {}): {}",
                         g.what,
                         g.path.display(),
-                        g.value
+                        g.value.expose()
                     );
                 }
-                Arc::from(secret.as_bytes())
+                Arc::from(secret.expose().as_bytes())
             }
         };
         let http = reqwest::Client::builder()
@@ -182,7 +182,7 @@ impl Webhooks {
             .build()
             .context("cannot build the webhook HTTP client")?;
 
-        let urls = settings.webhook_urls.clone();
+        let urls = settings.values.webhook_urls.clone();
         let path = store.path().to_path_buf();
         let dbs = tokio::task::spawn_blocking(move || open_connections(&path, &urls))
             .await
@@ -192,7 +192,7 @@ impl Webhooks {
         let depth = Arc::new(QueueDepth::new(dbs.len()));
         let mut wakes = Vec::new();
         let mut senders = JoinSet::new();
-        for (index, (url, db)) in settings.webhook_urls.iter().zip(dbs).enumerate() {
+        for (index, (url, db)) in settings.values.webhook_urls.iter().zip(dbs).enumerate() {
             let wake = Arc::new(Notify::new());
             wakes.push(wake.clone());
             let sender = WebhookSender {
@@ -221,7 +221,7 @@ impl Webhooks {
             }
         });
         tracing::info!(
-            urls = settings.webhook_urls.len(),
+            urls = settings.values.webhook_urls.len(),
             "webhook delivery started"
         );
         Ok(Some(Webhooks {
