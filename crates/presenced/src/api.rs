@@ -571,10 +571,10 @@ pub async fn post_message(
     let size = serde_json::to_vec(&body.data)
         .map_err(ApiError::internal)?
         .len();
-    if size > state.settings.limits.max_data_bytes {
+    if size > state.settings.values.max_data_bytes {
         return Err(ApiError::too_large(format!(
             "data is over the limit of {} bytes",
-            state.settings.limits.max_data_bytes
+            state.settings.values.max_data_bytes
         )));
     }
     let delivered = state.hub.publish(&channel, &body.data);

@@ -31,7 +31,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use crate::config::{JwksSource, Settings};
+use crate::config::{JwksSource, Secret, Settings};
 use crate::outbound::{describe_error, redact_url};
 
 /// Longest accepted user id (`sub`), in bytes; the same bound as channel names.
@@ -157,33 +157,42 @@ impl TokenVerifier {
     /// file. A JWKS URL needs the network: use [`TokenVerifier::load`].
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let pem = settings
+            .values
             .jwt_public_key
             .as_deref()
             .map(read_pem)
             .transpose()?;
         let public = pem.as_deref().map(parse_public_key).transpose()?;
-        let jwks = match &settings.jwt_jwks {
+        let jwks = match &settings.values.jwt_jwks {
             None => None,
             Some(JwksSource::File(path)) => Some(read_jwks_file(path)?),
             Some(JwksSource::Url(_)) => {
                 bail!("a JWKS URL is fetched at start-up; build the verifier with load()")
             }
         };
-        Self::build(settings.jwt_secret.as_deref(), public, jwks)
+        Self::build(
+            settings.jwt_secret.as_ref().map(Secret::expose),
+            public,
+            jwks,
+        )
     }
 
     /// Like [`TokenVerifier::from_settings`], and fetches a JWKS URL: a
     /// failure to get a usable key set is an error. Spawn
     /// [`TokenVerifier::jwks_refresher`] to keep the set fresh.
     pub async fn load(settings: &Settings) -> anyhow::Result<Self> {
-        let Some(JwksSource::Url(url)) = &settings.jwt_jwks else {
+        let Some(JwksSource::Url(url)) = &settings.values.jwt_jwks else {
             return Self::from_settings(settings);
         };
-        if settings.jwt_public_key.is_some() {
+        if settings.values.jwt_public_key.is_some() {
             bail!("a JWT public key and a JWKS cannot be used together");
         }
         let jwks = Jwks::fetch_first(url).await?;
-        Self::build(settings.jwt_secret.as_deref(), None, Some(jwks))
+        Self::build(
+            settings.jwt_secret.as_ref().map(Secret::expose),
+            None,
+            Some(jwks),
+        )
     }
 
     /// For a JWKS URL, the task that keeps the key set fresh (run it until

@@ -186,7 +186,7 @@ impl FromRequestParts<AppState> for ApiKey {
         let given = bearer_token(header).ok_or_else(|| {
             ApiError::unauthorized("malformed Authorization header: expected `Bearer <api key>`")
         })?;
-        if key_matches(given.as_bytes(), state.settings.api_key.as_bytes()) {
+        if key_matches(given.as_bytes(), state.settings.api_key.expose().as_bytes()) {
             Ok(ApiKey)
         } else {
             Err(ApiError::forbidden("wrong API key"))

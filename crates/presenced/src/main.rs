@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use presenced::auth::sign_hs256;
-use presenced::config::{GeneratedSecret, ServeArgs, Settings};
+use presenced::config::{ClusterModeUnavailable, GeneratedSecret, ServeArgs, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -68,7 +68,12 @@ fn main() -> ExitCode {
             // One line, so it reads well in a terminal and in journald alike.
             let message = format!("{e:#}").replace('\n', " ");
             eprintln!("presenced: error: {message}");
-            ExitCode::FAILURE
+            // A setting that cannot work yet is a usage error, like clap's.
+            if e.is::<ClusterModeUnavailable>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -87,7 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for secret in &settings.generated {
         println!("{}", generated_notice(secret));
     }
-    if let Some(file) = &settings.config_file {
+    if let Some(file) = &settings.values.config {
         tracing::info!(config = %file.display(), "read the configuration file");
     }
     presenced::server::run(settings).await
@@ -101,7 +106,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         // stderr: stdout is the token alone, for `TOKEN=$(presenced token ...)`.
         eprintln!("{}", generated_notice(secret));
     }
-    println!("{}", sign_hs256(&secret, &args.user, info, ttl)?);
+    println!("{}", sign_hs256(secret.expose(), &args.user, info, ttl)?);
     Ok(())
 }
 
@@ -110,7 +115,7 @@ fn generated_notice(secret: &GeneratedSecret) -> String {
         "generated {} (kept in {}): {}",
         secret.what,
         secret.path.display(),
-        secret.value
+        secret.value.expose()
     )
 }
 

@@ -56,7 +56,7 @@ const WRITE_BUFFER: usize = 16 * 1024;
     ),
 )]
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
-    let max = state.settings.limits.max_frame_bytes;
+    let max = state.settings.values.max_frame_bytes;
     // Small buffers: an idle connection should cost a few KiB, not the
     // 128 KiB default read buffer (frames larger than the buffer are read in
     // several chunks; a hello with a typical token fits in one or two).
@@ -79,16 +79,16 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
 /// Runs the server until SIGTERM/SIGINT, then closes every connection with
 /// 1001 and returns.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = TcpListener::bind(settings.values.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    let data_dir = settings.data_dir.clone();
+    let data_dir = settings.values.data_dir.clone();
     // A JWKS URL is fetched now, before anything is opened: a failure stops
     // the start. A task then keeps the key set fresh.
     let verifier = TokenVerifier::load(&settings).await?;
     let state = AppState::with_verifier(settings, verifier)?;
     let jwks_refresh = state.verifier.jwks_refresher().map(tokio::spawn);
     let state_hub = state.hub.clone();
-    let heartbeat_ms = state.settings.heartbeat_ms;
+    let heartbeat_ms = state.settings.values.heartbeat_ms;
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let timers = tokio::spawn(state.hub.clone().drive_timers(shutdown.clone()));
@@ -96,7 +96,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         state
             .hub
             .clone()
-            .drive_heartbeats(state.settings.heartbeat_ms),
+            .drive_heartbeats(state.settings.values.heartbeat_ms),
     );
     // On shutdown every socket is asked to close with 1001 (and a socket
     // that says hello later closes itself: see `ws::hello`).

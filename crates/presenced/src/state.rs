@@ -43,14 +43,14 @@ impl AppState {
         // Every offline user is kept in memory for now (the engine reads
         // last_seen from there).
         let (backends, recovered) = crate::store::open(
-            &settings.data_dir,
-            settings.webhook_urls.clone(),
+            &settings.values.data_dir,
+            settings.values.webhook_urls.clone(),
             usize::MAX,
         )?;
         let hub = Hub::new(engine_config(&settings), backends.journal.clone());
         hub.restore_offline(&recovered.offline);
         let restored = recovered.online.len();
-        let sessions = crate::store::take_sessions(&settings.data_dir);
+        let sessions = crate::store::take_sessions(&settings.values.data_dir);
         let resumable = sessions.len();
         hub.restore(recovered.online, sessions);
         if restored > 0 || resumable > 0 {
@@ -73,7 +73,8 @@ impl AppState {
 }
 
 /// The engine's tunables from the server's settings.
-pub fn engine_config(s: &Settings) -> EngineConfig {
+pub fn engine_config(settings: &Settings) -> EngineConfig {
+    let s = &settings.values;
     EngineConfig {
         grace_ms: s.grace_ms,
         heartbeat_ms: s.heartbeat_ms,
@@ -81,9 +82,9 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         immediate_burst: s.coalesce_burst,
         immediate_per_sec: s.coalesce_burst,
         occupancy_interval_ms: s.occupancy_interval_ms,
-        max_data_bytes: s.limits.max_data_bytes,
-        max_channels_per_conn: s.limits.max_channels_per_conn,
-        max_watch_per_conn: s.limits.max_watch_per_conn,
+        max_data_bytes: s.max_data_bytes,
+        max_channels_per_conn: s.max_channels_per_conn,
+        max_watch_per_conn: s.max_watch_per_conn,
         snapshot_chunk: 1_000,
         guests_watch: s.guests_watch,
         rules: ChannelRules::new(s.channels.clone()),

@@ -39,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::MAX_USER_ID_BYTES;
+use crate::config::Secret;
 use crate::http::{ApiError, ApiJson, ApiKey, ApiPath, ErrorBody};
 use crate::state::AppState;
 use crate::stats::{STATS_INTERVAL, Sample};
@@ -192,7 +193,7 @@ fn security_headers() -> HeaderMap {
 
 async fn demo_page(State(state): State<AppState>, req: HeaderMap) -> Response {
     // The page learns whether it can mint tokens without a probe request.
-    let flag = if state.settings.dev_tokens {
+    let flag = if state.settings.values.dev_tokens {
         "true"
     } else {
         "false"
@@ -230,7 +231,7 @@ impl FromRequestParts<AppState> for DevTokensEnabled {
     type Rejection = ApiError;
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.settings.dev_tokens {
+        if state.settings.values.dev_tokens {
             Ok(DevTokensEnabled)
         } else {
             Err(ApiError::not_found(
@@ -303,7 +304,7 @@ pub async fn dev_token(
         }
         Some(n) => n.to_owned(),
     };
-    let Some(secret) = state.settings.jwt_secret.as_deref() else {
+    let Some(secret) = state.settings.jwt_secret.as_ref().map(Secret::expose) else {
         return Err(ApiError::unavailable(
             "development tokens need an HMAC secret (--jwt-secret); this server only has a public key",
         ));

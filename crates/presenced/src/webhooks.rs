@@ -153,14 +153,14 @@ impl Webhooks {
         outbox: Arc<dyn WebhookOutbox>,
         settings: &Settings,
     ) -> anyhow::Result<Option<Webhooks>> {
-        if settings.webhook_urls.is_empty() {
+        if settings.values.webhook_urls.is_empty() {
             return Ok(None);
         }
-        let secret: Arc<[u8]> = match &settings.webhook_secret {
-            Some(s) => Arc::from(s.as_bytes()),
+        let secret: Arc<[u8]> = match &settings.values.webhook_secret {
+            Some(s) => Arc::from(s.expose().as_bytes()),
             None => {
                 let (secret, generated) = crate::config::stored_secret(
-                    &settings.data_dir,
+                    &settings.values.data_dir,
                     WEBHOOK_SECRET_FILE,
                     "webhook secret",
                 )?;
@@ -169,10 +169,10 @@ impl Webhooks {
                         "generated {} (kept in {}): {}",
                         g.what,
                         g.path.display(),
-                        g.value
+                        g.value.expose()
                     );
                 }
-                Arc::from(secret.as_bytes())
+                Arc::from(secret.expose().as_bytes())
             }
         };
         let http = reqwest::Client::builder()
@@ -184,7 +184,7 @@ impl Webhooks {
             .build()
             .context("cannot build the webhook HTTP client")?;
 
-        let urls = settings.webhook_urls.clone();
+        let urls = settings.values.webhook_urls.clone();
         let stale = outbox.clone();
         let dropped = tokio::task::spawn_blocking(move || stale.retain_urls(&urls))
             .await
@@ -198,10 +198,10 @@ impl Webhooks {
         }
 
         let stop = CancellationToken::new();
-        let depth = Arc::new(QueueDepth::new(settings.webhook_urls.len()));
+        let depth = Arc::new(QueueDepth::new(settings.values.webhook_urls.len()));
         let mut wakes = Vec::new();
         let mut senders = JoinSet::new();
-        for (index, url) in settings.webhook_urls.iter().enumerate() {
+        for (index, url) in settings.values.webhook_urls.iter().enumerate() {
             let wake = Arc::new(Notify::new());
             wakes.push(wake.clone());
             let sender = WebhookSender {
@@ -229,7 +229,7 @@ impl Webhooks {
             }
         });
         tracing::info!(
-            urls = settings.webhook_urls.len(),
+            urls = settings.values.webhook_urls.len(),
             "webhook delivery started"
         );
         Ok(Some(Webhooks {

@@ -132,7 +132,7 @@ async fn run_split(mut sink: Sink, mut stream: Stream, state: AppState) {
 /// closed.
 async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option<HubSocket> {
     let (settings, shutdown) = (&state.settings, &state.shutdown);
-    let hello_deadline = Instant::now() + Duration::from_millis(settings.hello_timeout_ms);
+    let hello_deadline = Instant::now() + Duration::from_millis(settings.values.hello_timeout_ms);
     let first = tokio::select! {
         m = stream.next() => m,
         _ = sleep_until(hello_deadline) => {
@@ -173,7 +173,7 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
         }
     };
     let (ident, expires) = match token {
-        None if settings.guests => (Identity::default(), None),
+        None if settings.values.guests => (Identity::default(), None),
         None => {
             let e = RequestError::new(ErrorCode::Unauthorized, "a token is required");
             let _ = sink.send(text(&error_frame(req_id, &e))).await;
@@ -194,7 +194,7 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
         },
     };
 
-    let outbox = Outbox::new(settings.limits.outbox_frames);
+    let outbox = Outbox::new(settings.values.outbox_frames);
     outbox.set_expiry(expires);
     Some(state.hub.connect(ident, resume.as_deref(), req_id, outbox))
 }
@@ -207,8 +207,8 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, socket: &
     // Boxed: the task's future is allocated in steps of 128 bytes, and the
     // limiter's 72 bytes inline push an idle connection's task a step up.
     let limiter = Box::new(rate_limiter(
-        settings.limits.rate_per_sec,
-        settings.limits.rate_burst,
+        settings.values.rate_per_sec,
+        settings.values.rate_burst,
     ));
     let mut refused_in_a_row = 0u32;
     loop {
