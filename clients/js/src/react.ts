@@ -23,7 +23,7 @@ import type { Off } from "./emitter.js";
 import type { ClientOptions } from "./options.js";
 import type { Member, MemberData, Occupancy, PresenceEntry } from "./protocol.js";
 import type { TokenProvider, TokenSource } from "./token.js";
-import type { ConnectionState } from "./transport.js";
+import type { ConnectionState } from "./link/link.js";
 
 const PresenceContext = createContext<PresenceClient | null>(null);
 
