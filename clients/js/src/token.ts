@@ -3,7 +3,7 @@
  * provider's token shortly before its JWT `exp`.
  */
 import { toPresenceError, type PresenceError } from "./errors.js";
-import { jwtExpiryMs } from "./jwt.js";
+import { jwtTimes, type JwtTimes } from "./jwt.js";
 import { Timer, type Clock } from "./runtime.js";
 
 /**
@@ -26,10 +26,28 @@ export interface TokenRefresherHooks {
   error(error: PresenceError): void;
 }
 
+/** The shortest time between a token and its refresh, however short its life. */
+export const MIN_REFRESH_DELAY_MS = 5_000;
+
 /**
- * Calls the provider `leadMs` before the current token's `exp` and hands the
- * fresh token to the server. When that fails the server will close with 4401
- * at `exp`, and the reconnect fetches a token again.
+ * How long after receiving a token to refresh it: `leadMs` before its end,
+ * but at most half-way through its life, and never sooner than
+ * `MIN_REFRESH_DELAY_MS`. The life is the token's own, `exp − iat`, so that a
+ * client clock that is off does not matter (it is then assumed to start now,
+ * as a provider's token is freshly issued); without `iat`, `exp` is compared
+ * with the client clock.
+ */
+export function refreshDelayMs(times: JwtTimes, leadMs: number, now: number): number {
+  const lifetime = times.iat !== null ? times.exp - times.iat : times.exp - now;
+  const lead = Math.min(leadMs, lifetime / 2);
+  return Math.max(MIN_REFRESH_DELAY_MS, lifetime - lead);
+}
+
+/**
+ * Calls the provider shortly before the current token's end (see
+ * `refreshDelayMs`) and hands the fresh token to the server. When that fails
+ * the server will close with 4401 at `exp`, and the reconnect fetches a token
+ * again.
  */
 export class TokenRefresher {
   private readonly timer: Timer;
@@ -48,10 +66,10 @@ export class TokenRefresher {
   schedule(token: string | null): void {
     this.cancel();
     if (!this.provider || token === null) return;
-    const expiry = jwtExpiryMs(token);
-    if (expiry === null) return;
+    const times = jwtTimes(token);
+    if (times === null) return;
     const generation = this.generation;
-    this.timer.start(expiry - this.leadMs - this.clock.now(), () => {
+    this.timer.start(refreshDelayMs(times, this.leadMs, this.clock.now()), () => {
       void this.refresh(token, generation);
     });
   }
