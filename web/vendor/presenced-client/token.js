@@ -23,11 +23,17 @@ export function refreshDelayMs(times, leadMs, now) {
     const lead = Math.min(leadMs, lifetime / 2);
     return Math.max(MIN_REFRESH_DELAY_MS, lifetime - lead);
 }
+/** First delay before trying a failed refresh again; it doubles up to `REFRESH_RETRY_CAP_MS`. */
+export const REFRESH_RETRY_BASE_MS = 1000;
+export const REFRESH_RETRY_CAP_MS = 30000;
 /**
  * Calls the provider shortly before the current token's end (see
- * `refreshDelayMs`) and hands the fresh token to the server. When that fails
- * the server will close with 4401 at `exp`, and the reconnect fetches a token
- * again.
+ * `refreshDelayMs`) and hands the fresh token to the server. When the
+ * provider fails, gives the token the connection already has, or the server
+ * refuses the new one, it tries again with backoff (1 s, doubling up to
+ * 30 s, and at most half of the time left, so that the tries close in on the
+ * token's end) until the token expires. Only then does the server close with
+ * 4401, and the reconnect fetches a token again.
  */
 export class TokenRefresher {
     constructor(provider, clock, leadMs, hooks) {
@@ -36,6 +42,8 @@ export class TokenRefresher {
         this.leadMs = leadMs;
         this.hooks = hooks;
         this.generation = 0;
+        /** When the connection's token ends, on the client clock. */
+        this.deadline = 0;
         this.timer = new Timer(clock);
     }
     /** Plans the next refresh for the token the connection now uses. */
@@ -46,20 +54,27 @@ export class TokenRefresher {
         const times = jwtTimes(token);
         if (times === null)
             return;
+        const now = this.clock.now();
+        this.deadline = times.iat !== null ? now + (times.exp - times.iat) : times.exp;
         const generation = this.generation;
-        this.timer.start(refreshDelayMs(times, this.leadMs, this.clock.now()), () => {
-            void this.refresh(token, generation);
+        this.timer.start(refreshDelayMs(times, this.leadMs, now), () => {
+            void this.refresh(token, generation, 0);
         });
     }
     cancel() {
         this.generation += 1;
         this.timer.cancel();
     }
-    async refresh(current, generation) {
+    async refresh(current, generation, attempt) {
         try {
             const fresh = await this.provider();
-            if (generation !== this.generation || fresh === current)
+            if (generation !== this.generation)
                 return;
+            if (fresh === current) {
+                // Nothing newer yet (a provider that caches, say): ask again later.
+                this.retry(current, generation, attempt);
+                return;
+            }
             await this.hooks.send(fresh);
             if (generation !== this.generation)
                 return;
@@ -67,8 +82,21 @@ export class TokenRefresher {
             this.schedule(fresh);
         }
         catch (err) {
-            if (generation === this.generation)
-                this.hooks.error(toPresenceError(err, "unauthorized"));
+            if (generation !== this.generation)
+                return;
+            this.hooks.error(toPresenceError(err, "unauthorized"));
+            this.retry(current, generation, attempt);
         }
+    }
+    /** Tries again while the token has at least a second left. */
+    retry(current, generation, attempt) {
+        const left = this.deadline - this.clock.now();
+        if (left <= REFRESH_RETRY_BASE_MS)
+            return;
+        const backoff = Math.min(REFRESH_RETRY_CAP_MS, REFRESH_RETRY_BASE_MS * 2 ** Math.min(attempt, 30));
+        const delay = Math.max(REFRESH_RETRY_BASE_MS, Math.min(backoff, left / 2));
+        this.timer.start(delay, () => {
+            void this.refresh(current, generation, attempt + 1);
+        });
     }
 }
