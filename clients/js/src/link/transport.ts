@@ -3,12 +3,26 @@
  * the socket's life: connect, `hello`/`welcome`, heartbeats, and reconnects
  * with full-jitter backoff according to the close code. It knows nothing of
  * channels; it hands every frame after `welcome` to its owner.
+ *
+ * While a lost connection may still be resumed (the server keeps its session
+ * for `grace_ms` after the drop), no delay exceeds a third of `grace_ms`, so
+ * that several tries fall inside the window; a pending retry is tried at once
+ * when the browser comes back `online`, the page becomes visible or gets the
+ * focus.
  */
-import { backoffDelay, type BackoffOptions } from "../backoff.js";
+import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from "../backoff.js";
 import { Emitter } from "../emitter.js";
 import { errorFromFrame, toPresenceError } from "../errors.js";
 import { CloseCode, REPLACED_REASON, type ClientFrame, type OutgoingFrame, type ServerFrame, type WelcomeFrame } from "../protocol.js";
-import { Timer, listen, type Clock, type EventSourceLike, type WebSocketConstructor, type WebSocketLike } from "../runtime.js";
+import {
+  Timer,
+  listen,
+  type Clock,
+  type DocumentLike,
+  type EventSourceLike,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "../runtime.js";
 import type { SessionStore } from "../session-store.js";
 import { isProvider, type TokenSource } from "../token.js";
 import type { ConnectionState, Link, LinkEvents } from "./link.js";
@@ -22,8 +36,10 @@ export interface TransportOptions {
   sessions: SessionStore;
   backoff: BackoffOptions;
   connectTimeoutMs: number;
-  /** Source of the `online` event. */
+  /** Source of the `online` and `focus` events. */
   window: EventSourceLike | null;
+  /** Source of `visibilitychange`. */
+  document: DocumentLike | null;
   /** Sent as `hello.client`. */
   clientName: string;
 }
@@ -48,11 +64,15 @@ export class Transport implements Link {
   private rejectedToken: string | null | undefined = undefined;
   private heartbeatMs = 0;
   private lastFrameAt = 0;
+  /** `grace_ms` of the last welcome; null before the first. */
+  private graceMs: number | null = null;
+  /** When the last welcomed connection was lost; null while none was. */
+  private lostAt: number | null = null;
   private readonly retryTimer: Timer;
   private readonly connectTimer: Timer;
   private readonly pingTimer: Timer;
   private readonly watchdogTimer: Timer;
-  private unlistenOnline: () => void = () => {};
+  private unlisten: (() => void)[] = [];
 
   constructor(private readonly options: TransportOptions) {
     const { clock } = options;
@@ -83,7 +103,14 @@ export class Transport implements Link {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.unlistenOnline = listen(this.options.window, "online", () => this.onOnline());
+    const { window, document } = this.options;
+    this.unlisten = [
+      listen(window, "online", () => this.retryNow()),
+      listen(window, "focus", () => this.retryNow()),
+      listen(document, "visibilitychange", () => {
+        if (document?.visibilityState === "visible") this.retryNow();
+      }),
+    ];
     this.connect();
   }
 
@@ -93,7 +120,7 @@ export class Transport implements Link {
     this.stopped = true;
     this.generation += 1;
     this.retryTimer.cancel();
-    this.unlistenOnline();
+    for (const unlisten of this.unlisten.splice(0)) unlisten();
     this.closeSocket(CloseCode.Normal, "client closed");
     this.setState("disconnected");
   }
@@ -200,6 +227,8 @@ export class Transport implements Link {
     this.connected = true;
     this.attempt = 0;
     this.rejectedToken = undefined;
+    this.lostAt = null;
+    if (typeof frame.grace_ms === "number" && frame.grace_ms >= 0) this.graceMs = frame.grace_ms;
     this.options.sessions.set(frame.session);
     this.startHeartbeat(frame.heartbeat_ms);
     this.events.emit("welcome", frame);
@@ -236,7 +265,10 @@ export class Transport implements Link {
   private closed(code: number, reason: string): void {
     const wasConnected = this.connected;
     this.closeSocket(CLIENT_TIMEOUT, reason);
-    if (wasConnected) this.events.emit("lost", { code, reason });
+    if (wasConnected) {
+      this.lostAt = this.options.clock.now();
+      this.events.emit("lost", { code, reason });
+    }
     if (this.stopped) return;
 
     if (code === CloseCode.Kicked) {
@@ -284,13 +316,24 @@ export class Transport implements Link {
 
   private retry(): void {
     if (this.stopped) return;
-    const delay = backoffDelay(this.attempt, this.options.backoff, this.options.random);
+    const delay = backoffDelay(this.attempt, this.retryBackoff(), this.options.random);
     this.attempt += 1;
     this.setState("reconnecting");
     this.retryTimer.start(delay, () => this.connect());
   }
 
-  private onOnline(): void {
+  /** The backoff, its cap kept at a third of `grace_ms` while the lost session may still be resumed. */
+  private retryBackoff(): BackoffOptions {
+    const { backoff, sessions, clock } = this.options;
+    const { graceMs, lostAt } = this;
+    if (graceMs === null || lostAt === null || sessions.get() === null) return backoff;
+    if (clock.now() - lostAt >= graceMs) return backoff;
+    const capMs = Math.min(backoff.capMs ?? DEFAULT_BACKOFF.capMs, Math.floor(graceMs / 3));
+    return { ...backoff, capMs };
+  }
+
+  /** Tries a pending retry at once (the network or the user is back). */
+  private retryNow(): void {
     if (!this.stopped && this.retryTimer.pending) this.connect();
   }
 

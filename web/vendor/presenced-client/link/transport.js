@@ -3,12 +3,18 @@
  * the socket's life: connect, `hello`/`welcome`, heartbeats, and reconnects
  * with full-jitter backoff according to the close code. It knows nothing of
  * channels; it hands every frame after `welcome` to its owner.
+ *
+ * While a lost connection may still be resumed (the server keeps its session
+ * for `grace_ms` after the drop), no delay exceeds a third of `grace_ms`, so
+ * that several tries fall inside the window; a pending retry is tried at once
+ * when the browser comes back `online`, the page becomes visible or gets the
+ * focus.
  */
-import { backoffDelay } from "../backoff.js";
+import { DEFAULT_BACKOFF, backoffDelay } from "../backoff.js";
 import { Emitter } from "../emitter.js";
 import { errorFromFrame, toPresenceError } from "../errors.js";
 import { CloseCode, REPLACED_REASON } from "../protocol.js";
-import { Timer, listen } from "../runtime.js";
+import { Timer, listen, } from "../runtime.js";
 import { isProvider } from "../token.js";
 /** Close code the client uses for sockets it gives up on (no welcome in time, heartbeat missed). */
 const CLIENT_TIMEOUT = 4000;
@@ -31,7 +37,11 @@ export class Transport {
         this.rejectedToken = undefined;
         this.heartbeatMs = 0;
         this.lastFrameAt = 0;
-        this.unlistenOnline = () => { };
+        /** `grace_ms` of the last welcome; null before the first. */
+        this.graceMs = null;
+        /** When the last welcomed connection was lost; null while none was. */
+        this.lostAt = null;
+        this.unlisten = [];
         const { clock } = options;
         this.retryTimer = new Timer(clock);
         this.connectTimer = new Timer(clock);
@@ -56,7 +66,15 @@ export class Transport {
         if (!this.stopped)
             return;
         this.stopped = false;
-        this.unlistenOnline = listen(this.options.window, "online", () => this.onOnline());
+        const { window, document } = this.options;
+        this.unlisten = [
+            listen(window, "online", () => this.retryNow()),
+            listen(window, "focus", () => this.retryNow()),
+            listen(document, "visibilitychange", () => {
+                if (document?.visibilityState === "visible")
+                    this.retryNow();
+            }),
+        ];
         this.connect();
     }
     /** Closes the socket for good (until `start` again). */
@@ -66,7 +84,8 @@ export class Transport {
         this.stopped = true;
         this.generation += 1;
         this.retryTimer.cancel();
-        this.unlistenOnline();
+        for (const unlisten of this.unlisten.splice(0))
+            unlisten();
         this.closeSocket(CloseCode.Normal, "client closed");
         this.setState("disconnected");
     }
@@ -178,6 +197,9 @@ export class Transport {
         this.connected = true;
         this.attempt = 0;
         this.rejectedToken = undefined;
+        this.lostAt = null;
+        if (typeof frame.grace_ms === "number" && frame.grace_ms >= 0)
+            this.graceMs = frame.grace_ms;
         this.options.sessions.set(frame.session);
         this.startHeartbeat(frame.heartbeat_ms);
         this.events.emit("welcome", frame);
@@ -214,8 +236,10 @@ export class Transport {
     closed(code, reason) {
         const wasConnected = this.connected;
         this.closeSocket(CLIENT_TIMEOUT, reason);
-        if (wasConnected)
+        if (wasConnected) {
+            this.lostAt = this.options.clock.now();
             this.events.emit("lost", { code, reason });
+        }
         if (this.stopped)
             return;
         if (code === CloseCode.Kicked) {
@@ -264,12 +288,24 @@ export class Transport {
     retry() {
         if (this.stopped)
             return;
-        const delay = backoffDelay(this.attempt, this.options.backoff, this.options.random);
+        const delay = backoffDelay(this.attempt, this.retryBackoff(), this.options.random);
         this.attempt += 1;
         this.setState("reconnecting");
         this.retryTimer.start(delay, () => this.connect());
     }
-    onOnline() {
+    /** The backoff, its cap kept at a third of `grace_ms` while the lost session may still be resumed. */
+    retryBackoff() {
+        const { backoff, sessions, clock } = this.options;
+        const { graceMs, lostAt } = this;
+        if (graceMs === null || lostAt === null || sessions.get() === null)
+            return backoff;
+        if (clock.now() - lostAt >= graceMs)
+            return backoff;
+        const capMs = Math.min(backoff.capMs ?? DEFAULT_BACKOFF.capMs, Math.floor(graceMs / 3));
+        return { ...backoff, capMs };
+    }
+    /** Tries a pending retry at once (the network or the user is back). */
+    retryNow() {
         if (!this.stopped && this.retryTimer.pending)
             this.connect();
     }

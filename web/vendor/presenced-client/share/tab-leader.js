@@ -53,7 +53,10 @@ export class TabLeader {
         if (!resume)
             new SessionStore(options.url, options.storage).clear();
         this.livenessTimer = new Timer(options.clock);
-        this.upstream = new Connection({ ...options, document: null, awayAfterHiddenMs: null, shareAcrossTabs: null }, () => { }, {
+        this.upstream = new Connection(
+        // No automatic away of its own (the tabs report theirs); the document still
+        // makes a pending reconnect try at once when the page becomes visible.
+        { ...options, awayAfterHiddenMs: null, shareAcrossTabs: null }, () => { }, {
             observer: {
                 frame: (frame) => this.forward(frame),
                 welcomed: (welcome) => this.connected(welcome),
