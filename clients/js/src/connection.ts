@@ -99,6 +99,7 @@ export class Connection {
       {
         send: (token) => this.requests.send({ t: "refresh", token }),
         accepted: (token) => this.link.tokenRefreshed(token),
+        offline: () => this.link.offline,
         error: (error) => this.events.emit("error", error),
       },
     );

@@ -23,6 +23,8 @@ export interface TokenRefresherHooks {
   send(token: string): Promise<unknown>;
   /** The server accepted the token: it is now the connection's token. */
   accepted(token: string): void;
+  /** Whether the browser says it is offline: the provider is not called then. */
+  offline(): boolean;
   error(error: PresenceError): void;
 }
 
@@ -54,7 +56,8 @@ export const REFRESH_RETRY_CAP_MS = 30_000;
  * refuses the new one, it tries again with backoff (1 s, doubling up to
  * 30 s, and at most half of the time left, so that the tries close in on the
  * token's end) until the token expires. Only then does the server close with
- * 4401, and the reconnect fetches a token again.
+ * 4401, and the reconnect fetches a token again. While the browser says it is
+ * offline the provider is not called; the tries go on without it.
  */
 export class TokenRefresher {
   private readonly timer: Timer;
@@ -91,6 +94,10 @@ export class TokenRefresher {
   }
 
   private async refresh(current: string, generation: number, attempt: number): Promise<void> {
+    if (this.hooks.offline()) {
+      this.retry(current, generation, attempt);
+      return;
+    }
     try {
       const fresh = await this.provider!();
       if (generation !== this.generation) return;

@@ -55,6 +55,7 @@ export class Connection {
         this.refresher = new TokenRefresher(isProvider(options.token) ? options.token : null, clock, options.refreshBeforeExpiryMs, {
             send: (token) => this.requests.send({ t: "refresh", token }),
             accepted: (token) => this.link.tokenRefreshed(token),
+            offline: () => this.link.offline,
             error: (error) => this.events.emit("error", error),
         });
         this.away = new AwayTracker(options.document, clock, options.awayAfterHiddenMs, (away) => {

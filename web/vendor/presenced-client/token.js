@@ -33,7 +33,8 @@ export const REFRESH_RETRY_CAP_MS = 30000;
  * refuses the new one, it tries again with backoff (1 s, doubling up to
  * 30 s, and at most half of the time left, so that the tries close in on the
  * token's end) until the token expires. Only then does the server close with
- * 4401, and the reconnect fetches a token again.
+ * 4401, and the reconnect fetches a token again. While the browser says it is
+ * offline the provider is not called; the tries go on without it.
  */
 export class TokenRefresher {
     constructor(provider, clock, leadMs, hooks) {
@@ -66,6 +67,10 @@ export class TokenRefresher {
         this.timer.cancel();
     }
     async refresh(current, generation, attempt) {
+        if (this.hooks.offline()) {
+            this.retry(current, generation, attempt);
+            return;
+        }
         try {
             const fresh = await this.provider();
             if (generation !== this.generation)

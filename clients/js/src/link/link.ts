@@ -42,6 +42,8 @@ export interface Link {
   readonly events: Emitter<LinkEvents>;
   readonly state: ConnectionState;
   readonly isConnected: boolean;
+  /** Whether the browser says it is offline (then nothing may call the token provider). */
+  readonly offline: boolean;
   /** The token the connection is authenticated with (null when another tab holds it). */
   readonly currentToken: string | null;
   /** A `refresh` succeeded: the connection now runs on this token. */

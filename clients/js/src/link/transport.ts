@@ -9,6 +9,12 @@
  * that several tries fall inside the window; a pending retry is tried at once
  * when the browser comes back `online`, the page becomes visible or gets the
  * focus.
+ *
+ * While the browser says it is offline (its `offline` event, until `online`)
+ * nothing is tried and the token provider is not called; the state is
+ * `reconnecting` (a welcomed socket is kept, as it may live through a short
+ * outage). Back `online`, a welcomed socket is checked with a `ping`: no
+ * answer within `ONLINE_CHECK_MS` and it is dropped for a new one at once.
  */
 import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from "../backoff.js";
 import { Emitter } from "../emitter.js";
@@ -44,6 +50,9 @@ export interface TransportOptions {
   clientName: string;
 }
 
+/** How long a socket has to answer the `ping` sent when the browser comes back online. */
+export const ONLINE_CHECK_MS = 3_000;
+
 /** Close code the client uses for sockets it gives up on (no welcome in time, heartbeat missed). */
 const CLIENT_TIMEOUT = 4000;
 const WS_CLOSING = 2;
@@ -68,10 +77,17 @@ export class Transport implements Link {
   private graceMs: number | null = null;
   /** When the last welcomed connection was lost; null while none was. */
   private lostAt: number | null = null;
+  /** The browser says it is offline (from its `offline` event until `online`). */
+  private offlineValue = false;
+  /** A try is due once the browser is back online. */
+  private waitingForOnline = false;
+  /** A `ping` is out to check the socket after the browser came back online. */
+  private checking = false;
   private readonly retryTimer: Timer;
   private readonly connectTimer: Timer;
   private readonly pingTimer: Timer;
   private readonly watchdogTimer: Timer;
+  private readonly checkTimer: Timer;
   private unlisten: (() => void)[] = [];
 
   constructor(private readonly options: TransportOptions) {
@@ -80,6 +96,7 @@ export class Transport implements Link {
     this.connectTimer = new Timer(clock);
     this.pingTimer = new Timer(clock);
     this.watchdogTimer = new Timer(clock);
+    this.checkTimer = new Timer(clock);
   }
 
   get state(): ConnectionState {
@@ -88,6 +105,11 @@ export class Transport implements Link {
 
   get isConnected(): boolean {
     return this.connected;
+  }
+
+  /** Whether the browser says it is offline. */
+  get offline(): boolean {
+    return this.offlineValue;
   }
 
   /** The token the connection is authenticated with. */
@@ -104,8 +126,10 @@ export class Transport implements Link {
     if (!this.stopped) return;
     this.stopped = false;
     const { window, document } = this.options;
+    this.offlineValue = startsOffline(window);
     this.unlisten = [
-      listen(window, "online", () => this.retryNow()),
+      listen(window, "offline", () => this.wentOffline()),
+      listen(window, "online", () => this.cameOnline()),
       listen(window, "focus", () => this.retryNow()),
       listen(document, "visibilitychange", () => {
         if (document?.visibilityState === "visible") this.retryNow();
@@ -144,6 +168,11 @@ export class Transport implements Link {
 
   private connect(): void {
     this.retryTimer.cancel();
+    if (this.offlineValue) {
+      this.waitForOnline();
+      return;
+    }
+    this.waitingForOnline = false;
     const generation = ++this.generation;
     this.setState(this.hasTried ? "reconnecting" : "connecting");
     this.hasTried = true;
@@ -212,6 +241,12 @@ export class Transport implements Link {
     }
     if (!frame || typeof frame !== "object" || typeof frame.t !== "string") return;
     this.lastFrameAt = this.options.clock.now();
+    if (this.connected && this.checking) {
+      // The socket answered after the browser came back online.
+      this.checking = false;
+      this.checkTimer.cancel();
+      if (!this.offlineValue) this.setState("connected");
+    }
     if (this.connected) {
       if (frame.t !== "pong") this.events.emit("frame", frame);
     } else if (frame.t === "welcome") {
@@ -295,9 +330,11 @@ export class Transport implements Link {
   /** Detaches and closes the current socket, if any, and stops its timers. */
   private closeSocket(code: number, reason: string): void {
     this.connected = false;
+    this.checking = false;
     this.connectTimer.cancel();
     this.pingTimer.cancel();
     this.watchdogTimer.cancel();
+    this.checkTimer.cancel();
     const ws = this.ws;
     if (!ws) return;
     this.ws = null;
@@ -316,6 +353,10 @@ export class Transport implements Link {
 
   private retry(): void {
     if (this.stopped) return;
+    if (this.offlineValue) {
+      this.waitForOnline();
+      return;
+    }
     const delay = backoffDelay(this.attempt, this.retryBackoff(), this.options.random);
     this.attempt += 1;
     this.setState("reconnecting");
@@ -334,7 +375,43 @@ export class Transport implements Link {
 
   /** Tries a pending retry at once (the network or the user is back). */
   private retryNow(): void {
-    if (!this.stopped && this.retryTimer.pending) this.connect();
+    if (!this.stopped && !this.offlineValue && this.retryTimer.pending) this.connect();
+  }
+
+  /** No try (and no call of the token provider) until the browser is back online. */
+  private waitForOnline(): void {
+    this.retryTimer.cancel();
+    this.waitingForOnline = true;
+    this.setState(this.hasTried ? "reconnecting" : "connecting");
+  }
+
+  private wentOffline(): void {
+    if (this.stopped || this.offlineValue) return;
+    this.offlineValue = true;
+    this.checking = false;
+    this.checkTimer.cancel();
+    if (this.retryTimer.pending) this.waitForOnline();
+    // A welcomed socket is kept (it may live through a short outage) but cannot be relied on.
+    this.setState(this.hasTried || this.connected ? "reconnecting" : "connecting");
+  }
+
+  private cameOnline(): void {
+    if (this.stopped) return;
+    this.offlineValue = false;
+    if (this.connected) this.check();
+    else if (this.waitingForOnline || this.retryTimer.pending) this.connect();
+  }
+
+  /** Sends a `ping`; without an answer within `ONLINE_CHECK_MS` the socket is dropped for a new one. */
+  private check(): void {
+    const ws = this.ws;
+    if (!this.send({ t: "ping" })) return;
+    this.checking = true;
+    this.checkTimer.start(ONLINE_CHECK_MS, () => {
+      if (this.ws !== ws || !this.checking) return;
+      this.giveUpSocket("no answer after going online");
+      this.retryNow();
+    });
   }
 
   private setState(state: ConnectionState): void {
@@ -342,4 +419,9 @@ export class Transport implements Link {
     this.stateValue = state;
     this.events.emit("state", state);
   }
+}
+
+/** Whether the page starts offline (`navigator.onLine` of the `window` option is false). */
+function startsOffline(window: EventSourceLike | null): boolean {
+  return (window as { navigator?: { onLine?: unknown } } | null)?.navigator?.onLine === false;
 }

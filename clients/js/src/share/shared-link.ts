@@ -102,6 +102,11 @@ export class SharedLink implements Link {
     return this.conn !== null;
   }
 
+  /** The leader tab's connection watches the network. */
+  get offline(): boolean {
+    return false;
+  }
+
   /** The leader tab's connection holds (and refreshes) the token. */
   get currentToken(): string | null {
     return null;

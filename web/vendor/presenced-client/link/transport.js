@@ -9,6 +9,12 @@
  * that several tries fall inside the window; a pending retry is tried at once
  * when the browser comes back `online`, the page becomes visible or gets the
  * focus.
+ *
+ * While the browser says it is offline (its `offline` event, until `online`)
+ * nothing is tried and the token provider is not called; the state is
+ * `reconnecting` (a welcomed socket is kept, as it may live through a short
+ * outage). Back `online`, a welcomed socket is checked with a `ping`: no
+ * answer within `ONLINE_CHECK_MS` and it is dropped for a new one at once.
  */
 import { DEFAULT_BACKOFF, backoffDelay } from "../backoff.js";
 import { Emitter } from "../emitter.js";
@@ -16,6 +22,8 @@ import { errorFromFrame, toPresenceError } from "../errors.js";
 import { CloseCode, REPLACED_REASON } from "../protocol.js";
 import { Timer, listen, } from "../runtime.js";
 import { isProvider } from "../token.js";
+/** How long a socket has to answer the `ping` sent when the browser comes back online. */
+export const ONLINE_CHECK_MS = 3000;
 /** Close code the client uses for sockets it gives up on (no welcome in time, heartbeat missed). */
 const CLIENT_TIMEOUT = 4000;
 const WS_CLOSING = 2;
@@ -41,18 +49,29 @@ export class Transport {
         this.graceMs = null;
         /** When the last welcomed connection was lost; null while none was. */
         this.lostAt = null;
+        /** The browser says it is offline (from its `offline` event until `online`). */
+        this.offlineValue = false;
+        /** A try is due once the browser is back online. */
+        this.waitingForOnline = false;
+        /** A `ping` is out to check the socket after the browser came back online. */
+        this.checking = false;
         this.unlisten = [];
         const { clock } = options;
         this.retryTimer = new Timer(clock);
         this.connectTimer = new Timer(clock);
         this.pingTimer = new Timer(clock);
         this.watchdogTimer = new Timer(clock);
+        this.checkTimer = new Timer(clock);
     }
     get state() {
         return this.stateValue;
     }
     get isConnected() {
         return this.connected;
+    }
+    /** Whether the browser says it is offline. */
+    get offline() {
+        return this.offlineValue;
     }
     /** The token the connection is authenticated with. */
     get currentToken() {
@@ -67,8 +86,10 @@ export class Transport {
             return;
         this.stopped = false;
         const { window, document } = this.options;
+        this.offlineValue = startsOffline(window);
         this.unlisten = [
-            listen(window, "online", () => this.retryNow()),
+            listen(window, "offline", () => this.wentOffline()),
+            listen(window, "online", () => this.cameOnline()),
             listen(window, "focus", () => this.retryNow()),
             listen(document, "visibilitychange", () => {
                 if (document?.visibilityState === "visible")
@@ -110,6 +131,11 @@ export class Transport {
     }
     connect() {
         this.retryTimer.cancel();
+        if (this.offlineValue) {
+            this.waitForOnline();
+            return;
+        }
+        this.waitingForOnline = false;
         const generation = ++this.generation;
         this.setState(this.hasTried ? "reconnecting" : "connecting");
         this.hasTried = true;
@@ -180,6 +206,13 @@ export class Transport {
         if (!frame || typeof frame !== "object" || typeof frame.t !== "string")
             return;
         this.lastFrameAt = this.options.clock.now();
+        if (this.connected && this.checking) {
+            // The socket answered after the browser came back online.
+            this.checking = false;
+            this.checkTimer.cancel();
+            if (!this.offlineValue)
+                this.setState("connected");
+        }
         if (this.connected) {
             if (frame.t !== "pong")
                 this.events.emit("frame", frame);
@@ -265,9 +298,11 @@ export class Transport {
     /** Detaches and closes the current socket, if any, and stops its timers. */
     closeSocket(code, reason) {
         this.connected = false;
+        this.checking = false;
         this.connectTimer.cancel();
         this.pingTimer.cancel();
         this.watchdogTimer.cancel();
+        this.checkTimer.cancel();
         const ws = this.ws;
         if (!ws)
             return;
@@ -288,6 +323,10 @@ export class Transport {
     retry() {
         if (this.stopped)
             return;
+        if (this.offlineValue) {
+            this.waitForOnline();
+            return;
+        }
         const delay = backoffDelay(this.attempt, this.retryBackoff(), this.options.random);
         this.attempt += 1;
         this.setState("reconnecting");
@@ -306,8 +345,47 @@ export class Transport {
     }
     /** Tries a pending retry at once (the network or the user is back). */
     retryNow() {
-        if (!this.stopped && this.retryTimer.pending)
+        if (!this.stopped && !this.offlineValue && this.retryTimer.pending)
             this.connect();
+    }
+    /** No try (and no call of the token provider) until the browser is back online. */
+    waitForOnline() {
+        this.retryTimer.cancel();
+        this.waitingForOnline = true;
+        this.setState(this.hasTried ? "reconnecting" : "connecting");
+    }
+    wentOffline() {
+        if (this.stopped || this.offlineValue)
+            return;
+        this.offlineValue = true;
+        this.checking = false;
+        this.checkTimer.cancel();
+        if (this.retryTimer.pending)
+            this.waitForOnline();
+        // A welcomed socket is kept (it may live through a short outage) but cannot be relied on.
+        this.setState(this.hasTried || this.connected ? "reconnecting" : "connecting");
+    }
+    cameOnline() {
+        if (this.stopped)
+            return;
+        this.offlineValue = false;
+        if (this.connected)
+            this.check();
+        else if (this.waitingForOnline || this.retryTimer.pending)
+            this.connect();
+    }
+    /** Sends a `ping`; without an answer within `ONLINE_CHECK_MS` the socket is dropped for a new one. */
+    check() {
+        const ws = this.ws;
+        if (!this.send({ t: "ping" }))
+            return;
+        this.checking = true;
+        this.checkTimer.start(ONLINE_CHECK_MS, () => {
+            if (this.ws !== ws || !this.checking)
+                return;
+            this.giveUpSocket("no answer after going online");
+            this.retryNow();
+        });
     }
     setState(state) {
         if (state === this.stateValue)
@@ -315,4 +393,8 @@ export class Transport {
         this.stateValue = state;
         this.events.emit("state", state);
     }
+}
+/** Whether the page starts offline (`navigator.onLine` of the `window` option is false). */
+function startsOffline(window) {
+    return window?.navigator?.onLine === false;
 }

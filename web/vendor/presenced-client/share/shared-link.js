@@ -77,6 +77,10 @@ export class SharedLink {
     get isConnected() {
         return this.conn !== null;
     }
+    /** The leader tab's connection watches the network. */
+    get offline() {
+        return false;
+    }
     /** The leader tab's connection holds (and refreshes) the token. */
     get currentToken() {
         return null;
