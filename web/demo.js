@@ -3,6 +3,7 @@
 // the SDK. Everything the SDK reported is also kept in `window.__events`
 // (for the end-to-end tests and for the curious).
 import { createClient } from "/assets/vendor/presenced-client/index.js";
+import { shareAcrossTabs } from "/assets/vendor/presenced-client/share/index.js";
 import { ago, avatar, clock, duration, el, session, setChildren } from "/assets/common.js";
 
 const AUTH_KEY = "presenced-demo:auth";
@@ -127,7 +128,7 @@ async function currentToken() {
 
 function start() {
   names.set(auth.user, auth.name);
-  client = createClient({ url: WS_URL, token: currentToken, shareAcrossTabs: SHARE });
+  client = createClient({ url: WS_URL, token: currentToken, shareAcrossTabs: SHARE ? shareAcrossTabs : false });
   record("state", { state: client.state });
   renderState(client.state);
   offs.push(

@@ -3,19 +3,18 @@
  * connection. Clients for the same URL share one connection (and so one
  * socket and one server-side presence); each client keeps track of what it
  * took (channel handles, watches, listeners) so that `release()` gives back
- * exactly that. With `shareAcrossTabs` the page's connection is carried by a
- * `SharedLink` to the socket of the leader tab instead of a socket of its own,
- * and this page's `Hub` holds that socket while this tab leads.
+ * exactly that. With `shareAcrossTabs` (the sharing module, `src/share/`) the
+ * page's connection is carried by a link to the socket of the leader tab
+ * instead of a socket of its own.
  */
 import { ChannelHandle, releasedClient, type HandleOwner } from "./channel.js";
-import { Connection, Hub, type ConnectionEvents } from "./connection.js";
+import { Connection, type ConnectionEvents } from "./connection.js";
 import type { Listener, Off } from "./emitter.js";
-import { resolveOptions, type ClientOptions } from "./options.js";
-import { defaultBroadcastChannel, defaultWindow } from "./runtime.js";
-import { SharedLink } from "./transport.js";
+import type { ConnectionState, TabSharing } from "./link/link.js";
+import { resolveOptions, tabSharing, type ClientOptions } from "./options.js";
 import type { PresenceEntry } from "./protocol.js";
+import { defaultBroadcastChannel, defaultWindow } from "./runtime.js";
 import type { OwnStatus } from "./state-sync.js";
-import type { ConnectionState } from "./transport.js";
 
 /** Live connections of this page, one per URL. */
 const connections = new Map<string, Connection>();
@@ -30,16 +29,15 @@ const NO_WINDOW = {};
  * Returns a client for `options.url`. The first client for a URL opens the
  * connection with its options; later ones share it (their other options are
  * ignored) until every client has been released or one logged out.
+ * Throws a TypeError for an invalid `shareAcrossTabs` (such as `true`).
  */
 export function createClient(options: ClientOptions): PresenceClient {
-  const registry = registryFor(options);
+  const sharing = tabSharing(options.shareAcrossTabs);
+  const registry = registryFor(options, sharing);
   let connection = registry.get(options.url);
   if (!connection) {
     const resolved = resolveOptions(options);
-    const link =
-      registry === connections
-        ? null
-        : SharedLink.open(resolved, (leader, id, hooks, resume) => new Hub(leader, id, hooks, resume));
+    const link = sharing && registry !== connections ? sharing.openLink(resolved) : null;
     connection = new Connection(
       resolved,
       (closed) => {
@@ -54,8 +52,8 @@ export function createClient(options: ClientOptions): PresenceClient {
 }
 
 /** Where the page's connection for these options lives: shared across tabs only where a BroadcastChannel exists. */
-function registryFor(options: ClientOptions): Map<string, Connection> {
-  if (options.shareAcrossTabs !== true) return connections;
+function registryFor(options: ClientOptions, sharing: TabSharing | null): Map<string, Connection> {
+  if (!sharing) return connections;
   const channel = options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel;
   if (!channel) return connections;
   const page = (options.window === undefined ? defaultWindow() : options.window) ?? NO_WINDOW;

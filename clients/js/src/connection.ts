@@ -1,45 +1,27 @@
 /**
  * One connection to one server URL, shared by every client created for that
- * URL in the page: it wires the transport (socket life), the request tracker,
+ * URL in the page: it wires the link (socket life), the request tracker,
  * the desired-state synchroniser and the per-channel views together, routes
  * incoming frames, and closes when its last user lets go (after the release
  * delay) or on logout.
  *
- * With `shareAcrossTabs` the transport is a `SharedLink` to the leader tab
- * instead of a socket, and the leader tab's `Hub` (below) runs a connection of
+ * With `shareAcrossTabs` the link is one to the leader tab (`src/share/`)
+ * instead of a socket, and the leader tab's `TabLeader` runs a connection of
  * its own, with an observer, for the real socket.
  */
 import { AwayTracker } from "./away.js";
 import { ChannelView } from "./channel-view.js";
 import { Emitter } from "./emitter.js";
-import { PresenceError, errorFromFrame, toPresenceError } from "./errors.js";
+import { PresenceError, errorFromFrame } from "./errors.js";
+import type { CloseInfo, ConnectionState, Link } from "./link/link.js";
+import { Transport } from "./link/transport.js";
 import type { ResolvedOptions } from "./options.js";
-import type {
-  ClientFrame,
-  ErrorFrame,
-  OkFrame,
-  OutgoingFrame,
-  PresenceEntry,
-  ServerFrame,
-  WelcomeFrame,
-} from "./protocol.js";
+import type { ClientFrame, OkFrame, PresenceEntry, ServerFrame, WelcomeFrame } from "./protocol.js";
 import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
-import { StateSync, type ChannelRefKind, type OwnStatus } from "./state-sync.js";
+import { StateSync } from "./state-sync.js";
 import { TokenRefresher, isProvider } from "./token.js";
-import {
-  ALIVE_MS,
-  Transport,
-  abortController,
-  tabLockName,
-  type CloseInfo,
-  type ConnectionState,
-  type HubHooks,
-  type Link,
-  type TabHub,
-  type TabMessage,
-} from "./transport.js";
 
 export interface ConnectionEvents {
   state: ConnectionState;
@@ -49,7 +31,7 @@ export interface ConnectionEvents {
   kicked: CloseInfo;
 }
 
-/** Lets a `Hub` (below) watch the connection it drives. */
+/** Lets a `TabLeader` (`src/share/`) watch the connection it drives. */
 export interface ConnectionObserver {
   /** Every frame after `welcome` (but `pong`), once the connection has handled it. */
   frame?(frame: ServerFrame): void;
@@ -57,7 +39,7 @@ export interface ConnectionObserver {
   welcomed?(welcome: WelcomeFrame): void;
   /** The welcomed socket is gone. */
   lost?(): void;
-  /** Replaces the `error` event for the synchroniser's errors (a hub answers them as replies). */
+  /** Replaces the `error` event for the synchroniser's errors (a tab leader answers them as replies). */
   syncError?(error: PresenceError): void;
 }
 
@@ -70,7 +52,7 @@ export interface ConnectionExtras {
 export class Connection {
   readonly events = new Emitter<ConnectionEvents>();
   readonly sync: StateSync;
-  private readonly transport: Link;
+  private readonly link: Link;
   private readonly observer: ConnectionObserver;
   private readonly requests: RequestTracker;
   private readonly sessions: SessionStore;
@@ -93,11 +75,11 @@ export class Connection {
     this.observer = extras.observer ?? {};
     this.lingerTimer = new Timer(clock);
     this.sessions = new SessionStore(options.url, options.storage);
-    this.transport = extras.link ?? new Transport({ ...options, sessions: this.sessions });
-    this.requests = new RequestTracker((frame) => this.transport.send(frame), clock, options.requestTimeoutMs);
+    this.link = extras.link ?? new Transport({ ...options, sessions: this.sessions });
+    this.requests = new RequestTracker((frame) => this.link.send(frame), clock, options.requestTimeoutMs);
     this.sync = new StateSync(
       {
-        connected: () => this.transport.isConnected,
+        connected: () => this.link.isConnected,
         send: (frame) => this.requests.send(frame),
         error: (error) => {
           if (this.observer.syncError) this.observer.syncError(error);
@@ -116,20 +98,21 @@ export class Connection {
       options.refreshBeforeExpiryMs,
       {
         send: (token) => this.requests.send({ t: "refresh", token }),
-        accepted: (token) => this.transport.tokenRefreshed(token),
+        accepted: (token) => this.link.tokenRefreshed(token),
+        offline: () => this.link.offline,
         error: (error) => this.events.emit("error", error),
       },
     );
     this.away = new AwayTracker(options.document, clock, options.awayAfterHiddenMs, (away) => {
       void this.sync.setAutoAway(away);
     });
-    this.wireTransport();
-    this.transport.start();
+    this.wireLink();
+    this.link.start();
     this.away.start();
   }
 
   get state(): ConnectionState {
-    return this.transport.state;
+    return this.link.state;
   }
 
   get closed(): boolean {
@@ -160,7 +143,7 @@ export class Connection {
   /** Ends this user's presence at once: `bye`, then close. The resume token is forgotten. */
   logout(): void {
     if (this.closedValue) return;
-    this.transport.send({ t: "bye" });
+    this.link.send({ t: "bye" });
     this.sessions.clear();
     this.shutdown(new PresenceError("unavailable", "logged out"));
   }
@@ -203,8 +186,8 @@ export class Connection {
 
   // ------------------------------------------------------------------ internals
 
-  private wireTransport(): void {
-    const { events } = this.transport;
+  private wireLink(): void {
+    const { events } = this.link;
     events.on("state", (state) => this.events.emit("state", state));
     events.on("error", (error) => this.events.emit("error", error));
     events.on("welcome", (welcome) => this.welcomed(welcome));
@@ -224,7 +207,7 @@ export class Connection {
     this.userId = welcome.user;
     this.sync.connectionUp(welcome.resumed);
     this.requests.flush();
-    this.refresher.schedule(this.transport.currentToken);
+    this.refresher.schedule(this.link.currentToken);
     this.observer.welcomed?.(welcome);
   }
 
@@ -301,489 +284,10 @@ export class Connection {
     this.onClosed(this);
     this.away.stop();
     this.refresher.cancel();
-    this.transport.stop();
+    this.link.stop();
     this.requests.failAll(error);
     this.sync.close(error);
     for (const view of this.views.values()) view.reset();
     this.statuses.clear();
   }
-}
-
-// ================================================================== sharing across tabs: the leader's hub
-
-/*
- * The leader tab's side of `shareAcrossTabs`: it owns the real connection
- * (a `Connection` of its own, with the leader tab's options) and serves every
- * tab of the origin, itself included, as a small server would serve
- * connections.
- *
- * Each tab has a virtual connection to the hub and keeps its own desired
- * state (reference-counted per component, lingering on release) with its own
- * `Connection`. The hub keeps, per tab, what that tab asked for on its
- * virtual connection (subscriptions with the occupancy flag, entries,
- * watches, status) and holds one reference per tab in the real connection's
- * synchroniser, so the server sees the union: a channel is unsubscribed when
- * the last tab lets go, the user is away only when every tab is away. Replies
- * go to the asking tab with its own request id, after the frames the request
- * produced; server frames go to the tabs they concern (member frames and
- * messages to the channel's subscribers, occupancy to those that asked,
- * presence filtered to each tab's watches). A tab subscribing to a channel
- * the hub already has gets a snapshot made from the hub's view.
- *
- * When the real connection drops, every virtual one does (`lost`), and comes
- * back with it (`welcome` with `resumed: true`: the hub restored the union).
- * A tab that closes without detaching (found by its Web Lock, or by missed
- * heartbeats without Web Locks) keeps its share for the server's grace window,
- * like a dropped connection, so a reload shows nobody a leave.
- */
-
-/** Without Web Locks, after how long without an `alive` a follower is gone. */
-export const TAB_TIMEOUT_MS = 5_000;
-const DEFAULT_GRACE_MS = 15_000;
-
-interface TabChannel {
-  occupancy: boolean;
-  entered: boolean;
-}
-
-interface Tab {
-  readonly id: string;
-  /** Id of the tab's current virtual connection; null while there is none. */
-  conn: string | null;
-  /** Whether this tab has had a virtual connection from this hub (it then keeps its state across real reconnects). */
-  welcomed: boolean;
-  readonly channels: Map<string, TabChannel>;
-  readonly watches: Set<string>;
-  status: OwnStatus;
-  lastSeen: number;
-  stopWatching: () => void;
-  expiry: Timer | null;
-}
-
-const done: Promise<void> = Promise.resolve();
-
-export class Hub implements TabHub {
-  private readonly upstream: Connection;
-  private readonly tabs = new Map<string, Tab>();
-  /** Tabs gone without detaching, holding their share until their grace ends. */
-  private readonly ghosts = new Set<Tab>();
-  private readonly livenessTimer: Timer;
-  private graceMs = DEFAULT_GRACE_MS;
-  private up = false;
-  private closed = false;
-  private conns = 0;
-
-  constructor(
-    private readonly options: ResolvedOptions,
-    /** The id of the hub's own tab. */
-    private readonly id: string,
-    private readonly hooks: HubHooks,
-    /** Whether the real connection may resume a session kept in this tab's storage. */
-    resume: boolean,
-  ) {
-    // A session this tab kept from an earlier time it led is not the one the
-    // other tabs' state lives on: start a fresh connection.
-    if (!resume) new SessionStore(options.url, options.storage).clear();
-    this.livenessTimer = new Timer(options.clock);
-    this.upstream = new Connection(
-      { ...options, document: null, awayAfterHiddenMs: null, shareAcrossTabs: false },
-      () => {},
-      {
-        observer: {
-          frame: (frame) => this.forward(frame),
-          welcomed: (welcome) => this.connected(welcome),
-          lost: () => this.disconnected(),
-          // The tab that asked gets these as its reply.
-          syncError: () => {},
-        },
-      },
-    );
-    this.upstream.events.on("error", (error) => {
-      if (!this.closed) this.hooks.post({ kind: "error", code: error.code, message: error.message });
-    });
-    this.upstream.events.on("kicked", ({ code, reason }) => {
-      if (this.closed) return;
-      this.shutdown();
-      this.hooks.post({ kind: "kicked", code, reason });
-    });
-    if (!options.locks) this.checkLiveness();
-  }
-
-  /** Handles a message a tab sent to the hub. */
-  receive(message: TabMessage): void {
-    if (this.closed) return;
-    const tab = this.tabs.get(message.from);
-    if (tab) tab.lastSeen = this.options.clock.now();
-    switch (message.kind) {
-      case "attach":
-        this.attach(message.from);
-        break;
-      case "detach":
-        this.detach(message.from);
-        break;
-      case "alive":
-        if (!tab) this.hooks.post({ kind: "reset", to: message.from });
-        break;
-      case "req":
-        if (!tab) this.hooks.post({ kind: "reset", to: message.from });
-        else if (tab.conn !== null && tab.conn === message.conn) this.request(tab, message.frame);
-        // Otherwise a request of a virtual connection that is gone: the tab re-sends it.
-        break;
-      default:
-        break;
-    }
-  }
-
-  /** Closes the real connection without `bye` (another tab takes over within the grace window). */
-  close(): void {
-    if (this.closed) return;
-    this.shutdown();
-    this.upstream.close();
-  }
-
-  /** Ends the user's presence: `bye` on the real connection, then close. */
-  logout(): void {
-    if (this.closed) return;
-    this.shutdown();
-    this.upstream.logout();
-  }
-
-  // ------------------------------------------------------------------ tabs
-
-  private attach(id: string): void {
-    const old = this.tabs.get(id);
-    if (old) this.retire(old, this.options.releaseDelayMs);
-    const tab: Tab = {
-      id,
-      conn: null,
-      welcomed: false,
-      channels: new Map(),
-      watches: new Set(),
-      status: "online",
-      lastSeen: this.options.clock.now(),
-      stopWatching: () => {},
-      expiry: null,
-    };
-    this.tabs.set(id, tab);
-    this.watchLife(tab);
-    if (this.up) this.welcome(tab);
-    void this.syncStatus();
-  }
-
-  private detach(id: string): void {
-    const tab = this.tabs.get(id) ?? [...this.ghosts].find((ghost) => ghost.id === id);
-    if (tab) this.drop(tab);
-  }
-
-  /** Finds out when a tab is gone without detaching: its lock is released, or it stops saying it is alive. */
-  private watchLife(tab: Tab): void {
-    const { locks } = this.options;
-    if (tab.id === this.id || !locks) return;
-    const controller = abortController();
-    let watching = true;
-    tab.stopWatching = () => {
-      watching = false;
-      controller?.abort();
-    };
-    locks
-      .request(tabLockName(this.options.url, tab.id), controller ? { signal: controller.signal } : {}, () => {
-        if (watching) this.vanished(tab);
-      })
-      .catch(() => {});
-  }
-
-  private checkLiveness(): void {
-    this.livenessTimer.start(ALIVE_MS, () => {
-      const now = this.options.clock.now();
-      for (const tab of [...this.tabs.values()]) {
-        if (tab.id !== this.id && now - tab.lastSeen > TAB_TIMEOUT_MS) this.vanished(tab);
-      }
-      this.checkLiveness();
-    });
-  }
-
-  /** A tab is gone without detaching: its share stays for the grace window, like a dropped connection. */
-  private vanished(tab: Tab): void {
-    if (this.tabs.get(tab.id) === tab) this.retire(tab, this.graceMs);
-  }
-
-  private retire(tab: Tab, delayMs: number): void {
-    this.tabs.delete(tab.id);
-    tab.conn = null;
-    tab.stopWatching();
-    this.ghosts.add(tab);
-    tab.expiry = new Timer(this.options.clock);
-    tab.expiry.start(delayMs, () => this.drop(tab));
-  }
-
-  /** Gives back everything a tab holds, at once. */
-  private drop(tab: Tab): void {
-    tab.stopWatching();
-    tab.expiry?.cancel();
-    if (this.tabs.get(tab.id) === tab) this.tabs.delete(tab.id);
-    this.ghosts.delete(tab);
-    const { sync } = this.upstream;
-    for (const [channel, state] of tab.channels) {
-      void sync.drop(channel, state.entered ? ["subscription", "entry"] : ["subscription"], 0);
-    }
-    tab.channels.clear();
-    if (tab.watches.size > 0) void sync.unwatch([...tab.watches], 0);
-    tab.watches.clear();
-    void this.syncStatus();
-  }
-
-  private welcome(tab: Tab): void {
-    tab.conn = `${this.id}/${++this.conns}`;
-    const resumed = tab.welcomed;
-    tab.welcomed = true;
-    this.hooks.post({
-      kind: "welcome",
-      to: tab.id,
-      conn: tab.conn,
-      user: this.upstream.user ?? null,
-      resumed,
-      grace_ms: this.graceMs,
-    });
-  }
-
-  // ------------------------------------------------------------------ the real connection
-
-  private connected(welcome: WelcomeFrame): void {
-    if (this.closed) return;
-    this.up = true;
-    if (typeof welcome.grace_ms === "number" && welcome.grace_ms >= 0) this.graceMs = welcome.grace_ms;
-    for (const tab of this.tabs.values()) this.welcome(tab);
-  }
-
-  private disconnected(): void {
-    if (this.closed) return;
-    this.up = false;
-    for (const tab of this.tabs.values()) tab.conn = null;
-    this.hooks.post({ kind: "lost" });
-  }
-
-  private shutdown(): void {
-    this.closed = true;
-    this.up = false;
-    this.livenessTimer.cancel();
-    for (const tab of [...this.tabs.values(), ...this.ghosts]) {
-      tab.stopWatching();
-      tab.expiry?.cancel();
-    }
-    this.tabs.clear();
-    this.ghosts.clear();
-  }
-
-  /** Sends a server frame to the tabs it concerns. */
-  private forward(frame: ServerFrame): void {
-    if (this.closed) return;
-    switch (frame.t) {
-      case "sync":
-      case "join":
-      case "update":
-      case "leave":
-      case "diff":
-      case "message":
-        this.sendFrame(this.subscribers(frame.channel, false), frame);
-        break;
-      case "occupancy":
-        this.sendFrame(this.subscribers(frame.channel, true), frame);
-        break;
-      case "presence":
-        for (const tab of this.tabs.values()) {
-          if (tab.conn !== null) this.sendPresence(tab, Object.keys(frame.users), (user) => frame.users[user]);
-        }
-        break;
-      default:
-        break;
-    }
-  }
-
-  private subscribers(channel: string, occupancy: boolean): string[] {
-    const ids: string[] = [];
-    for (const tab of this.tabs.values()) {
-      const state = tab.channels.get(channel);
-      if (tab.conn !== null && state && (!occupancy || state.occupancy)) ids.push(tab.id);
-    }
-    return ids;
-  }
-
-  private sendFrame(to: string[], frame: ServerFrame): void {
-    if (to.length > 0) this.hooks.post({ kind: "frame", to, frame });
-  }
-
-  private sendPresence(tab: Tab, users: string[], entry: (user: string) => PresenceEntry | undefined): void {
-    const picked: Record<string, PresenceEntry> = {};
-    let any = false;
-    for (const user of users) {
-      const value = entry(user);
-      if (value && tab.watches.has(user)) {
-        picked[user] = value;
-        any = true;
-      }
-    }
-    if (any) this.sendFrame([tab.id], { t: "presence", users: picked });
-  }
-
-  // ------------------------------------------------------------------ requests of tabs
-
-  private request(tab: Tab, frame: OutgoingFrame): void {
-    const { id } = frame;
-    const conn = tab.conn;
-    let outcome: Promise<OkFrame | void>;
-    try {
-      outcome = this.apply(tab, frame);
-    } catch (err) {
-      outcome = Promise.reject(err);
-    }
-    outcome.then(
-      (ok) => {
-        if (id !== undefined) this.reply(tab, conn, { ...(ok ?? {}), t: "ok", id });
-      },
-      (err: unknown) => {
-        const error = toPresenceError(err);
-        const reply: ErrorFrame = { t: "error", code: error.code, message: error.message };
-        if (id !== undefined) reply.id = id;
-        // Like the server: an error without an id still reaches the connection.
-        this.reply(tab, conn, reply);
-      },
-    );
-  }
-
-  private reply(tab: Tab, conn: string | null, frame: OkFrame | ErrorFrame): void {
-    if (this.closed || conn === null || tab.conn !== conn || this.tabs.get(tab.id) !== tab) return;
-    this.sendFrame([tab.id], frame);
-  }
-
-  /** Applies a tab's request to its share of the union; resolves once the server has what the union needs. */
-  private apply(tab: Tab, frame: OutgoingFrame): Promise<OkFrame | void> {
-    const { sync } = this.upstream;
-    switch (frame.t) {
-      case "subscribe": {
-        const channel = requireChannel(frame.channel);
-        const occupancy = frame.occupancy === true;
-        let state = tab.channels.get(channel);
-        if (!state) {
-          state = { occupancy, entered: false };
-          tab.channels.set(channel, state);
-          sync.holdSubscription(channel, occupancy);
-        } else if (occupancy && !state.occupancy) {
-          state.occupancy = true;
-          sync.requestOccupancy(channel);
-        }
-        this.sendSnapshot(tab, channel);
-        return sync.syncChannel(channel);
-      }
-      case "enter": {
-        const channel = requireChannel(frame.channel);
-        let state = tab.channels.get(channel);
-        if (!state) {
-          state = { occupancy: false, entered: false };
-          tab.channels.set(channel, state);
-          sync.holdSubscription(channel, false);
-        }
-        if (!state.entered) {
-          state.entered = true;
-          sync.holdEntry(channel);
-        }
-        if (frame.data !== undefined) sync.setData(channel, frame.data);
-        this.sendSnapshot(tab, channel);
-        return sync.syncChannel(channel);
-      }
-      case "update": {
-        const channel = requireChannel(frame.channel);
-        if (!tab.channels.get(channel)?.entered) return notMember(channel);
-        sync.setData(channel, frame.data);
-        return sync.syncChannel(channel);
-      }
-      case "leave": {
-        const channel = requireChannel(frame.channel);
-        const state = tab.channels.get(channel);
-        if (!state?.entered) return notMember(channel);
-        state.entered = false;
-        return sync.drop(channel, ["entry"], 0);
-      }
-      case "unsubscribe": {
-        const channel = requireChannel(frame.channel);
-        const state = tab.channels.get(channel);
-        if (!state) return done;
-        tab.channels.delete(channel);
-        const kinds: ChannelRefKind[] = state.entered ? ["subscription", "entry"] : ["subscription"];
-        return sync.drop(channel, kinds, 0);
-      }
-      case "watch": {
-        const users = requireUsers(frame.users);
-        const added = users.filter((user) => !tab.watches.has(user));
-        for (const user of added) tab.watches.add(user);
-        // Statuses the hub already has; the others come with the server's answer.
-        this.sendPresence(tab, users, (user) => this.upstream.status(user));
-        return sync.watch(added);
-      }
-      case "unwatch": {
-        const users = requireUsers(frame.users).filter((user) => tab.watches.delete(user));
-        return sync.unwatch(users, 0);
-      }
-      case "status": {
-        if (frame.status !== "online" && frame.status !== "away") {
-          return Promise.reject(new PresenceError("bad_request", "status must be online or away"));
-        }
-        if (this.options.token === null) return sync.setStatus(frame.status);
-        tab.status = frame.status;
-        return this.syncStatus();
-      }
-      case "publish": {
-        const channel = requireChannel(frame.channel);
-        const { data } = frame;
-        return this.upstream.request({ t: "publish", channel, data }).then((ok) => {
-          // The server does not echo to the publishing connection, but the other tabs are other subscribers.
-          const others = this.subscribers(channel, false).filter((id) => id !== tab.id);
-          this.sendFrame(others, { t: "message", channel, from: this.upstream.user ?? null, data });
-          return ok;
-        });
-      }
-      case "ping":
-      case "refresh":
-        // The hub's own connection pings and refreshes its token.
-        return done;
-      default:
-        return Promise.reject(new PresenceError("bad_request", `unsupported frame type ${(frame as ClientFrame).t}`));
-    }
-  }
-
-  /** A snapshot of the channel from the hub's view, for a tab that (re)subscribes to a channel the hub has. */
-  private sendSnapshot(tab: Tab, channel: string): void {
-    const view = this.upstream.peekView(channel);
-    const snapshot = view?.snapshot();
-    if (!view || !snapshot) return; // the server's snapshot is on its way, and will be forwarded
-    this.sendFrame([tab.id], { t: "sync", channel, seq: snapshot.seq, members: snapshot.members, more: false });
-    const occupancy = view.occupancy();
-    if (occupancy && tab.channels.get(channel)?.occupancy) {
-      this.sendFrame([tab.id], { t: "occupancy", channel, ...occupancy });
-    }
-  }
-
-  /** The user is away when every tab (gone ones inside their grace included) is. */
-  private syncStatus(): Promise<void> {
-    if (this.closed || this.options.token === null) return done;
-    const all = [...this.tabs.values(), ...this.ghosts];
-    if (all.length === 0) return done;
-    const away = all.every((tab) => tab.status === "away");
-    return this.upstream.sync.setStatus(away ? "away" : "online");
-  }
-}
-
-function requireChannel(channel: unknown): string {
-  if (typeof channel !== "string") throw new PresenceError("bad_request", "channel must be a string");
-  return channel;
-}
-
-function requireUsers(users: unknown): string[] {
-  if (!Array.isArray(users) || !users.every((user) => typeof user === "string")) {
-    throw new PresenceError("bad_request", "users must be an array of strings");
-  }
-  return users as string[];
-}
-
-function notMember(channel: string): Promise<never> {
-  return Promise.reject(new PresenceError("not_member", `not entered in ${channel}`));
 }

@@ -35,5 +35,5 @@ export type {
 } from "./runtime.js";
 export type { OwnStatus } from "./state-sync.js";
 export type { TokenSource } from "./token.js";
-export type { CloseInfo, ConnectionState } from "./transport.js";
+export type { CloseInfo, ConnectionState, TabSharing } from "./link/link.js";
 export { VERSION } from "./version.js";

@@ -1,17 +1,31 @@
 /**
- * Reads the `exp` claim of a JWT without verifying it: the client only needs
- * to know when to ask its token provider for a fresh one.
+ * Reads the `exp` and `iat` claims of a JWT without verifying it: the client
+ * only needs to know when to ask its token provider for a fresh one.
  */
+
+export interface JwtTimes {
+  /** Expiry, in ms since the epoch. */
+  exp: number;
+  /** Issue time, in ms since the epoch; null when the token has none. */
+  iat: number | null;
+}
 
 /** Expiry of a JWT in ms since the epoch, or null if it has none or cannot be read. */
 export function jwtExpiryMs(token: string): number | null {
+  return jwtTimes(token)?.exp ?? null;
+}
+
+/** `exp` and `iat` of a JWT in ms since the epoch; null without a readable `exp`. */
+export function jwtTimes(token: string): JwtTimes | null {
   const payload = token.split(".")[1];
   if (!payload) return null;
   try {
     const claims: unknown = JSON.parse(decodeBase64Url(payload));
-    if (claims && typeof claims === "object" && "exp" in claims) {
-      const exp = (claims as { exp: unknown }).exp;
-      if (typeof exp === "number" && Number.isFinite(exp)) return exp * 1000;
+    if (claims && typeof claims === "object") {
+      const { exp, iat } = claims as { exp?: unknown; iat?: unknown };
+      if (typeof exp === "number" && Number.isFinite(exp)) {
+        return { exp: exp * 1000, iat: typeof iat === "number" && Number.isFinite(iat) ? iat * 1000 : null };
+      }
     }
   } catch {
     // Not a JWT we can read: no scheduled refresh.

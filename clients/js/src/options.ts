@@ -2,6 +2,7 @@
  * Client options and their defaults.
  */
 import type { BackoffOptions } from "./backoff.js";
+import type { TabSharing } from "./link/link.js";
 import {
   defaultBroadcastChannel,
   defaultDocument,
@@ -58,10 +59,13 @@ export interface ClientOptions {
   /**
    * Share one connection among all tabs of this origin that use this `url`:
    * one tab (the leader, elected with Web Locks) holds the socket and the
-   * other tabs talk to it over a BroadcastChannel. Silently a connection of
-   * this page's own where there is no BroadcastChannel. Default false.
+   * other tabs talk to it over a BroadcastChannel. Takes the export
+   * `shareAcrossTabs` of `@presenced/client/share` (so that applications that
+   * do not share do not bundle it); `false`, `null` or absent for a
+   * connection of the page's own. Silently a connection of this page's own
+   * where there is no BroadcastChannel. Default: no sharing.
    */
-  shareAcrossTabs?: boolean;
+  shareAcrossTabs?: TabSharing | false | null;
   /** BroadcastChannel for `shareAcrossTabs`. Default the host's in browsers (not in Node); null disables sharing. */
   BroadcastChannel?: BroadcastChannelConstructor | null;
   /** Web Locks for the leader election of `shareAcrossTabs`. Default `navigator.locks`; null elects by heartbeats. */
@@ -84,7 +88,8 @@ export interface ResolvedOptions {
   awayAfterHiddenMs: number | null;
   refreshBeforeExpiryMs: number;
   clientName: string;
-  shareAcrossTabs: boolean;
+  /** Null: no sharing. */
+  shareAcrossTabs: TabSharing | null;
   BroadcastChannel: BroadcastChannelConstructor | null;
   locks: LockManagerLike | null;
 }
@@ -110,8 +115,26 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60_000 : options.awayAfterHiddenMs,
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30_000,
     clientName: options.clientName ?? CLIENT_NAME,
-    shareAcrossTabs: options.shareAcrossTabs === true,
+    shareAcrossTabs: tabSharing(options.shareAcrossTabs),
     BroadcastChannel: options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel,
     locks: options.locks === undefined ? defaultLocks() : options.locks,
   };
+}
+
+/**
+ * The `shareAcrossTabs` option checked: the sharing module's export, or null
+ * for no sharing. Anything else (`true` in particular, what the option took
+ * before sharing moved to an entry of its own) throws a TypeError.
+ */
+export function tabSharing(value: unknown): TabSharing | null {
+  if (value === undefined || value === null || value === false) return null;
+  if (typeof value === "object" && typeof (value as Partial<TabSharing>).openLink === "function") {
+    return value as TabSharing;
+  }
+  throw new TypeError(
+    'presenced: shareAcrossTabs takes the sharing module, not ' +
+      (value === true ? "true" : typeof value) +
+      ': import { shareAcrossTabs } from "@presenced/client/share" and pass it, ' +
+      "as in createClient({ url, token, shareAcrossTabs })",
+  );
 }

@@ -23,7 +23,7 @@ import type { Off } from "./emitter.js";
 import type { ClientOptions } from "./options.js";
 import type { Member, MemberData, Occupancy, PresenceEntry } from "./protocol.js";
 import type { TokenProvider, TokenSource } from "./token.js";
-import type { ConnectionState } from "./transport.js";
+import type { ConnectionState } from "./link/link.js";
 
 const PresenceContext = createContext<PresenceClient | null>(null);
 
@@ -159,7 +159,13 @@ export function useUserStatus(users: readonly string[]): Record<string, Presence
   return useSyncExternalStore(subscribe, read, () => NO_STATUSES);
 }
 
-/** Reads a channel value that changes with one of its events. */
+/**
+ * Reads a channel value that changes with one of its events. Each
+ * subscription of the store listens through a handle of its own and releases
+ * it when React unsubscribes (StrictMode's double subscription included), so
+ * the client keeps no handle for a component that is gone. Reads go through a
+ * handle that never listens nor subscribes, which holds nothing.
+ */
 function useChannelValue<T>(
   client: PresenceClient | null,
   channel: string,
@@ -167,9 +173,17 @@ function useChannelValue<T>(
   read: (handle: ChannelHandle) => T,
   fallback: T,
 ): T {
-  const handle = useMemo(() => client?.channel(channel) ?? null, [client, channel]);
-  const subscribe = useCallback((onChange: () => void) => handle?.on(event, onChange) ?? noop, [handle, event]);
-  const snapshot = (): T => (handle ? read(handle) : fallback);
+  const reader = useMemo(() => client?.channel(channel) ?? null, [client, channel]);
+  const subscribe = useCallback(
+    (onChange: () => void) => {
+      if (!client) return noop;
+      const handle = client.channel(channel);
+      handle.on(event, onChange);
+      return () => handle.release();
+    },
+    [client, channel, event],
+  );
+  const snapshot = (): T => (reader ? read(reader) : fallback);
   return useSyncExternalStore(subscribe, snapshot, () => fallback);
 }
 

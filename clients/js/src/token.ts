@@ -3,7 +3,7 @@
  * provider's token shortly before its JWT `exp`.
  */
 import { toPresenceError, type PresenceError } from "./errors.js";
-import { jwtExpiryMs } from "./jwt.js";
+import { jwtTimes, type JwtTimes } from "./jwt.js";
 import { Timer, type Clock } from "./runtime.js";
 
 /**
@@ -23,17 +23,47 @@ export interface TokenRefresherHooks {
   send(token: string): Promise<unknown>;
   /** The server accepted the token: it is now the connection's token. */
   accepted(token: string): void;
+  /** Whether the browser says it is offline: the provider is not called then. */
+  offline(): boolean;
   error(error: PresenceError): void;
 }
 
+/** The shortest time between a token and its refresh, however short its life. */
+export const MIN_REFRESH_DELAY_MS = 5_000;
+
 /**
- * Calls the provider `leadMs` before the current token's `exp` and hands the
- * fresh token to the server. When that fails the server will close with 4401
- * at `exp`, and the reconnect fetches a token again.
+ * How long after receiving a token to refresh it: `leadMs` before its end,
+ * but at most half-way through its life, and never sooner than
+ * `MIN_REFRESH_DELAY_MS`. The life is the token's own, `exp − iat`, so that a
+ * client clock that is off does not matter (it is then assumed to start now,
+ * as a provider's token is freshly issued); without `iat`, `exp` is compared
+ * with the client clock.
+ */
+export function refreshDelayMs(times: JwtTimes, leadMs: number, now: number): number {
+  const lifetime = times.iat !== null ? times.exp - times.iat : times.exp - now;
+  const lead = Math.min(leadMs, lifetime / 2);
+  return Math.max(MIN_REFRESH_DELAY_MS, lifetime - lead);
+}
+
+/** First delay before trying a failed refresh again; it doubles up to `REFRESH_RETRY_CAP_MS`. */
+export const REFRESH_RETRY_BASE_MS = 1_000;
+export const REFRESH_RETRY_CAP_MS = 30_000;
+
+/**
+ * Calls the provider shortly before the current token's end (see
+ * `refreshDelayMs`) and hands the fresh token to the server. When the
+ * provider fails, gives the token the connection already has, or the server
+ * refuses the new one, it tries again with backoff (1 s, doubling up to
+ * 30 s, and at most half of the time left, so that the tries close in on the
+ * token's end) until the token expires. Only then does the server close with
+ * 4401, and the reconnect fetches a token again. While the browser says it is
+ * offline the provider is not called; the tries go on without it.
  */
 export class TokenRefresher {
   private readonly timer: Timer;
   private generation = 0;
+  /** When the connection's token ends, on the client clock. */
+  private deadline = 0;
 
   constructor(
     private readonly provider: TokenProvider | null,
@@ -48,11 +78,13 @@ export class TokenRefresher {
   schedule(token: string | null): void {
     this.cancel();
     if (!this.provider || token === null) return;
-    const expiry = jwtExpiryMs(token);
-    if (expiry === null) return;
+    const times = jwtTimes(token);
+    if (times === null) return;
+    const now = this.clock.now();
+    this.deadline = times.iat !== null ? now + (times.exp - times.iat) : times.exp;
     const generation = this.generation;
-    this.timer.start(expiry - this.leadMs - this.clock.now(), () => {
-      void this.refresh(token, generation);
+    this.timer.start(refreshDelayMs(times, this.leadMs, now), () => {
+      void this.refresh(token, generation, 0);
     });
   }
 
@@ -61,16 +93,38 @@ export class TokenRefresher {
     this.timer.cancel();
   }
 
-  private async refresh(current: string, generation: number): Promise<void> {
+  private async refresh(current: string, generation: number, attempt: number): Promise<void> {
+    if (this.hooks.offline()) {
+      this.retry(current, generation, attempt);
+      return;
+    }
     try {
       const fresh = await this.provider!();
-      if (generation !== this.generation || fresh === current) return;
+      if (generation !== this.generation) return;
+      if (fresh === current) {
+        // Nothing newer yet (a provider that caches, say): ask again later.
+        this.retry(current, generation, attempt);
+        return;
+      }
       await this.hooks.send(fresh);
       if (generation !== this.generation) return;
       this.hooks.accepted(fresh);
       this.schedule(fresh);
     } catch (err) {
-      if (generation === this.generation) this.hooks.error(toPresenceError(err, "unauthorized"));
+      if (generation !== this.generation) return;
+      this.hooks.error(toPresenceError(err, "unauthorized"));
+      this.retry(current, generation, attempt);
     }
+  }
+
+  /** Tries again while the token has at least a second left. */
+  private retry(current: string, generation: number, attempt: number): void {
+    const left = this.deadline - this.clock.now();
+    if (left <= REFRESH_RETRY_BASE_MS) return;
+    const backoff = Math.min(REFRESH_RETRY_CAP_MS, REFRESH_RETRY_BASE_MS * 2 ** Math.min(attempt, 30));
+    const delay = Math.max(REFRESH_RETRY_BASE_MS, Math.min(backoff, left / 2));
+    this.timer.start(delay, () => {
+      void this.refresh(current, generation, attempt + 1);
+    });
   }
 }

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { backoffDelay } from "../src/index.js";
-import { setup } from "./helpers.js";
+import { FakeEventSource, setup } from "./helpers.js";
 
 describe("backoffDelay", () => {
   it("grows exponentially and stops at the cap", () => {
@@ -98,5 +98,69 @@ describe("reconnecting", () => {
     vi.advanceTimersByTime(500);
     expect(h.sockets).toHaveLength(2);
     h.client.release();
+  });
+
+  it("while the lost session may be resumed, no delay exceeds a third of grace_ms", () => {
+    const h = setup({ random: () => 0.999 });
+    h.ws.welcome({ grace_ms: 6_000 });
+    h.ws.serverClose(1006);
+    const lost = Date.now();
+    const opened: number[] = [];
+    // Every try fails before its welcome, for 40 s.
+    while (Date.now() - lost < 40_000) {
+      const before = h.sockets.length;
+      vi.advanceTimersByTime(100);
+      if (h.sockets.length > before) {
+        opened.push(Date.now() - lost);
+        h.ws.serverClose(1006);
+      }
+    }
+    const gaps = opened.map((at, i) => at - (i === 0 ? 0 : opened[i - 1]!));
+    const inGrace = gaps.filter((_, i) => opened[i]! <= 6_000);
+    expect(inGrace.length).toBeGreaterThanOrEqual(4);
+    for (const gap of inGrace) expect(gap).toBeLessThanOrEqual(2_000);
+    // Once the session is gone the backoff grows again.
+    expect(Math.max(...gaps)).toBeGreaterThan(2_000);
+    h.client.release();
+  });
+
+  it("without a session to resume, the usual backoff applies", () => {
+    const h = setup({ random: () => 0.999 });
+    h.ws.welcome({ grace_ms: 6_000 });
+    h.ws.serverClose(1000, "replaced"); // the session is someone else's now
+    vi.advanceTimersByTime(499);
+    expect(h.sockets).toHaveLength(2);
+    for (let attempt = 1; attempt <= 3; attempt++) h.ws.serverClose(1006), vi.advanceTimersByTime(500 * 2 ** attempt);
+    h.ws.serverClose(1006);
+    // attempt 4: 0.999 × 8 s, more than a third of grace_ms
+    vi.advanceTimersByTime(7_990);
+    expect(h.sockets).toHaveLength(5);
+    vi.advanceTimersByTime(2);
+    expect(h.sockets).toHaveLength(6);
+    h.client.release();
+  });
+
+  it("a pending retry is tried at once on focus and when the page becomes visible", () => {
+    const win = new FakeEventSource();
+    const doc = new FakeEventSource();
+    const h = setup({ window: win, document: doc, random: () => 0.99, awayAfterHiddenMs: null });
+    h.ws.welcome();
+    h.ws.serverClose(1006);
+    expect(h.sockets).toHaveLength(1);
+    win.dispatch("focus");
+    expect(h.sockets).toHaveLength(2);
+    h.ws.serverClose(1006);
+    doc.visibilityState = "hidden";
+    doc.dispatch("visibilitychange");
+    expect(h.sockets).toHaveLength(2);
+    doc.visibilityState = "visible";
+    doc.dispatch("visibilitychange");
+    expect(h.sockets).toHaveLength(3);
+    // While a socket is on its way, nothing more.
+    win.dispatch("focus");
+    expect(h.sockets).toHaveLength(3);
+    h.client.release();
+    vi.advanceTimersByTime(1_500);
+    expect(win.count("focus") + doc.count("visibilitychange")).toBe(0);
   });
 });

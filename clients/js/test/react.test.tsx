@@ -256,3 +256,76 @@ describe("React bindings", () => {
     expect(sockets).toHaveLength(0);
   });
 });
+
+describe("React bindings release what they take", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    sockets = [];
+    url = `ws://react.test/${++n}`;
+  });
+  afterEach(() => {
+    cleanup();
+    vi.advanceTimersByTime(10_000);
+    vi.useRealTimers();
+  });
+
+  /** A client whose handles are recorded: for each, how many listeners it has added and whether it was released since. */
+  function recordedClient() {
+    const client = createClient({ ...options, url, token: "token-1" });
+    const handles: { channel: string; listening: boolean }[] = [];
+    const channel = client.channel.bind(client);
+    client.channel = (name: string) => {
+      const handle = channel(name);
+      const record = { channel: name, listening: false };
+      handles.push(record);
+      const on = handle.on.bind(handle);
+      handle.on = ((event: never, listener: never) => {
+        record.listening = true;
+        return on(event, listener);
+      }) as typeof handle.on;
+      const release = handle.release.bind(handle);
+      handle.release = () => {
+        record.listening = false;
+        release();
+      };
+      return handle;
+    };
+    return { client, handles };
+  }
+
+  function Occupancy({ channel }: { channel: string }) {
+    const occupancy = useOccupancy(channel);
+    return <p data-testid={`occ:${channel}`}>{occupancy?.members ?? "-"}</p>;
+  }
+
+  it("every channel handle the hooks listen on is released on unmount, also under StrictMode", () => {
+    const { client, handles } = recordedClient();
+    const view = (channels: string[]) => (
+      <StrictMode>
+        <PresenceProvider client={client}>
+          {channels.map((c) => (
+            <div key={c}>
+              <Members channel={c} />
+              <Occupancy channel={c} />
+            </div>
+          ))}
+        </PresenceProvider>
+      </StrictMode>
+    );
+    const { rerender, getByTestId } = render(view(["room:1"]));
+    act(() => socket().welcome());
+    // Still live after StrictMode's double subscription.
+    act(() => {
+      socket().receive({ t: "sync", channel: "room:1", seq: 1, members: [member("bob")], more: false });
+      socket().receive({ t: "occupancy", channel: "room:1", members: 1, connections: 1 });
+    });
+    expect(getByTestId("room:1").textContent).toBe("bob");
+    expect(getByTestId("occ:room:1").textContent).toBe("1");
+    // Switching rooms, then leaving them all.
+    for (let i = 2; i <= 5; i++) rerender(view([`room:${i}`]));
+    rerender(view([]));
+    expect(handles.filter((h) => h.listening)).toEqual([]);
+    expect(handles.filter((h) => h.channel === "room:5").length).toBeGreaterThan(0);
+    client.release();
+  });
+});

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createClient, type PresenceClient, type PresenceError } from "../src/index.js";
 import type { StorageLike } from "../src/index.js";
 import { FakeWebSocket, member } from "./helpers.js";
+import { shareAcrossTabs } from "../src/share/index.js";
 import { FakeBrowser, settle, type FakeTab } from "./tabs.js";
 
 /** Tabs of one browser, each with a client, and the leader's socket welcomed. */
@@ -600,7 +601,7 @@ describe("shareAcrossTabs", () => {
     const client = createClient({
       url: "ws://tabs.test/node/v1/ws",
       token: "t",
-      shareAcrossTabs: true,
+      shareAcrossTabs,
       storage: null,
       window: null,
       document: null,

@@ -7,6 +7,7 @@
  */
 import { createClient, type ClientOptions, type PresenceClient } from "../src/index.js";
 import type { BroadcastChannelLike, Clock, LockManagerLike } from "../src/runtime.js";
+import { shareAcrossTabs } from "../src/share/index.js";
 import { FakeEventSource, FakeWebSocket } from "./helpers.js";
 
 class FakeChannel implements BroadcastChannelLike {
@@ -218,7 +219,7 @@ export class FakeTab {
       document: this.document,
       random: () => 0.5,
       clock: this.clock,
-      shareAcrossTabs: true,
+      shareAcrossTabs,
       BroadcastChannel: this.BroadcastChannel,
       locks: this.locks,
       ...this.browser.defaults,

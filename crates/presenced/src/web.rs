@@ -108,8 +108,14 @@ static ASSETS: &[(&str, &[u8])] = &[
     web_file!("vendor/presenced-client/session-store.js"),
     web_file!("vendor/presenced-client/state-sync.js"),
     web_file!("vendor/presenced-client/token.js"),
-    web_file!("vendor/presenced-client/transport.js"),
     web_file!("vendor/presenced-client/version.js"),
+    web_file!("vendor/presenced-client/link/link.js"),
+    web_file!("vendor/presenced-client/link/transport.js"),
+    web_file!("vendor/presenced-client/share/election.js"),
+    web_file!("vendor/presenced-client/share/index.js"),
+    web_file!("vendor/presenced-client/share/messages.js"),
+    web_file!("vendor/presenced-client/share/shared-link.js"),
+    web_file!("vendor/presenced-client/share/tab-leader.js"),
 ];
 
 /// Files in `web/` that are not served (build configuration).

@@ -3,15 +3,14 @@
  * connection. Clients for the same URL share one connection (and so one
  * socket and one server-side presence); each client keeps track of what it
  * took (channel handles, watches, listeners) so that `release()` gives back
- * exactly that. With `shareAcrossTabs` the page's connection is carried by a
- * `SharedLink` to the socket of the leader tab instead of a socket of its own,
- * and this page's `Hub` holds that socket while this tab leads.
+ * exactly that. With `shareAcrossTabs` (the sharing module, `src/share/`) the
+ * page's connection is carried by a link to the socket of the leader tab
+ * instead of a socket of its own.
  */
 import { ChannelHandle, releasedClient } from "./channel.js";
-import { Connection, Hub } from "./connection.js";
-import { resolveOptions } from "./options.js";
+import { Connection } from "./connection.js";
+import { resolveOptions, tabSharing } from "./options.js";
 import { defaultBroadcastChannel, defaultWindow } from "./runtime.js";
-import { SharedLink } from "./transport.js";
 /** Live connections of this page, one per URL. */
 const connections = new Map();
 /**
@@ -24,15 +23,15 @@ const NO_WINDOW = {};
  * Returns a client for `options.url`. The first client for a URL opens the
  * connection with its options; later ones share it (their other options are
  * ignored) until every client has been released or one logged out.
+ * Throws a TypeError for an invalid `shareAcrossTabs` (such as `true`).
  */
 export function createClient(options) {
-    const registry = registryFor(options);
+    const sharing = tabSharing(options.shareAcrossTabs);
+    const registry = registryFor(options, sharing);
     let connection = registry.get(options.url);
     if (!connection) {
         const resolved = resolveOptions(options);
-        const link = registry === connections
-            ? null
-            : SharedLink.open(resolved, (leader, id, hooks, resume) => new Hub(leader, id, hooks, resume));
+        const link = sharing && registry !== connections ? sharing.openLink(resolved) : null;
         connection = new Connection(resolved, (closed) => {
             if (registry.get(closed.options.url) === closed)
                 registry.delete(closed.options.url);
@@ -43,8 +42,8 @@ export function createClient(options) {
     return new PresenceClient(connection);
 }
 /** Where the page's connection for these options lives: shared across tabs only where a BroadcastChannel exists. */
-function registryFor(options) {
-    if (options.shareAcrossTabs !== true)
+function registryFor(options, sharing) {
+    if (!sharing)
         return connections;
     const channel = options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel;
     if (!channel)

@@ -1,18 +1,23 @@
 /**
- * Reads the `exp` claim of a JWT without verifying it: the client only needs
- * to know when to ask its token provider for a fresh one.
+ * Reads the `exp` and `iat` claims of a JWT without verifying it: the client
+ * only needs to know when to ask its token provider for a fresh one.
  */
 /** Expiry of a JWT in ms since the epoch, or null if it has none or cannot be read. */
 export function jwtExpiryMs(token) {
+    return jwtTimes(token)?.exp ?? null;
+}
+/** `exp` and `iat` of a JWT in ms since the epoch; null without a readable `exp`. */
+export function jwtTimes(token) {
     const payload = token.split(".")[1];
     if (!payload)
         return null;
     try {
         const claims = JSON.parse(decodeBase64Url(payload));
-        if (claims && typeof claims === "object" && "exp" in claims) {
-            const exp = claims.exp;
-            if (typeof exp === "number" && Number.isFinite(exp))
-                return exp * 1000;
+        if (claims && typeof claims === "object") {
+            const { exp, iat } = claims;
+            if (typeof exp === "number" && Number.isFinite(exp)) {
+                return { exp: exp * 1000, iat: typeof iat === "number" && Number.isFinite(iat) ? iat * 1000 : null };
+            }
         }
     }
     catch {

@@ -21,8 +21,24 @@ export function resolveOptions(options) {
         awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60000 : options.awayAfterHiddenMs,
         refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30000,
         clientName: options.clientName ?? CLIENT_NAME,
-        shareAcrossTabs: options.shareAcrossTabs === true,
+        shareAcrossTabs: tabSharing(options.shareAcrossTabs),
         BroadcastChannel: options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel,
         locks: options.locks === undefined ? defaultLocks() : options.locks,
     };
+}
+/**
+ * The `shareAcrossTabs` option checked: the sharing module's export, or null
+ * for no sharing. Anything else (`true` in particular, what the option took
+ * before sharing moved to an entry of its own) throws a TypeError.
+ */
+export function tabSharing(value) {
+    if (value === undefined || value === null || value === false)
+        return null;
+    if (typeof value === "object" && typeof value.openLink === "function") {
+        return value;
+    }
+    throw new TypeError('presenced: shareAcrossTabs takes the sharing module, not ' +
+        (value === true ? "true" : typeof value) +
+        ': import { shareAcrossTabs } from "@presenced/client/share" and pass it, ' +
+        "as in createClient({ url, token, shareAcrossTabs })");
 }
