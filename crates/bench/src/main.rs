@@ -54,11 +54,11 @@ struct RunArgs {
     /// targets are reported, not failed: CI machines are noisy.
     #[arg(long)]
     smoke: bool,
-    /// Scenarios, comma-separated: idle (also gives connect), storm, storm-nosub, churn, bigroom, status.
+    /// Scenarios, comma-separated: idle (also gives connect), storm, storm-nosub, churn, bigroom, status, users.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,storm,storm-nosub,churn,bigroom,status"
+        default_value = "idle,storm,storm-nosub,churn,bigroom,status,users"
     )]
     scenarios: Vec<String>,
     /// Servers, comma-separated: presenced, soketi, sio-full, sio-delta, sockudo.
@@ -120,6 +120,11 @@ struct RunArgs {
     status_rate: Option<f64>,
     #[arg(long)]
     status_secs: Option<f64>,
+    /// Distinct users that connect, enter, and leave in the users scenario.
+    #[arg(long)]
+    users_n: Option<u64>,
+    #[arg(long)]
+    users_channels: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -156,7 +161,9 @@ async fn run(a: RunArgs) -> Result<()> {
         status_n,
         status_friends,
         status_rate,
-        status_secs
+        status_secs,
+        users_n,
+        users_channels
     );
     let paths = Paths {
         presenced_bin: a.presenced_bin.clone(),

@@ -144,6 +144,12 @@ impl Server {
 
     /// GET on the presenced HTTP API; returns the JSON body.
     pub async fn api_get(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.api_get_text(path).await?)?)
+    }
+
+    /// GET on the presenced HTTP API; returns the body as text (e.g.
+    /// `/metrics`).
+    pub async fn api_get_text(&self, path: &str) -> Result<String> {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\nConnection: close\r\n\r\n"
@@ -152,8 +158,11 @@ impl Server {
         let mut buf = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await??;
         let text = String::from_utf8_lossy(&buf);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-        Ok(serde_json::from_str(body)?)
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        Ok(body.to_owned())
     }
 }
 

@@ -46,6 +46,10 @@ pub enum Role {
     BigRoom { channel: String, drop: bool },
     /// Watch `friends` users; on Go, toggle own status on a shared schedule.
     Status { friends: u64 },
+    /// Come and go: enter channel `g % channels`, wait for the reply, close
+    /// the socket (WebSocket close handshake) and keep nothing. Only
+    /// `concurrency` sockets are open at a time, however many users pass.
+    Users { channels: u64 },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -239,6 +243,19 @@ async fn setup(conn: &mut Conn, g: u64, spec: &WorkerSpec) -> Result<bool> {
             conn.await_reply(1, &channel, |_| {}).await?;
         }
         Role::Storm { .. } => {}
+        Role::Users { channels } => {
+            let channel = format!("u{}", g % channels);
+            conn.enter(&channel, &json!({"ts": 0}), Some(1)).await?;
+            conn.await_reply(1, &channel, |_| {}).await?;
+            // Leave as a client that closes its tab does: close frame, then
+            // read until the server answers and closes (bounded).
+            let _ = conn.ws.close(None).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(Ok(_)) = conn.ws.next().await {}
+            })
+            .await;
+            return Ok(false);
+        }
         Role::BigRoom { channel, drop } => {
             conn.enter(channel, &json!({"ts": 0}), Some(1)).await?;
             if *drop {
