@@ -1,3 +1,4 @@
+// Kept in one file: its scenarios share helpers and are read by section (the `// -----` headings).
 //! Scenario tests of the presence engine on a fake clock (docs/protocol.md).
 
 mod support;
