@@ -1,53 +1,14 @@
-//! What the engine keeps per user and per channel: a user's connections and
-//! aggregated status, a channel's members and subscribers, and its delivery
-//! state (pending netted changes, `seq`, coalescing window, immediate-send
-//! budget, occupancy throttle, cached snapshots).
+//! This node's state per channel: its subscribers, and the delivery state
+//! (pending netted changes, `seq`, coalescing window, immediate-send budget,
+//! occupancy throttle, cached snapshots). The members themselves are shared
+//! state ([`super::shared`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-use super::{ChannelName, ConnId, Effects, PresenceEvent, Reason, UserId, UserStatus};
-use crate::data::MemberData;
+use super::shared::Member;
+use super::{ConnId, Reason, UserId};
 use crate::protocol::Frame;
-use crate::protocol::out::{MemberView, member_view};
-use crate::rules::ChannelRule;
-
-#[derive(Debug)]
-pub(super) struct User {
-    pub(super) conns: Vec<ConnId>,
-    pub(super) live: usize,
-    pub(super) status: UserStatus,
-    pub(super) since: u64,
-    /// When the last live connection dropped (meaningful when `live == 0`).
-    pub(super) last_live_at: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct OfflineRecord {
-    pub(super) since: u64,
-    pub(super) last_seen: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Member {
-    /// Serialized once here; frames write it as is.
-    pub(super) data: MemberData,
-    pub(super) conns: u32,
-    pub(super) since: u64,
-}
-
-impl Member {
-    /// The member as one subscriber sees it: whole, or projected for guests.
-    pub(super) fn view<'a>(
-        &'a self,
-        user: &'a str,
-        public: Option<&ChannelRule>,
-    ) -> MemberView<'a> {
-        member_view(user, &self.data, self.conns, self.since, public)
-    }
-}
 
 /// A member's change since the last flush of its channel, netted.
 #[derive(Debug)]
@@ -66,9 +27,7 @@ pub(super) struct Sub {
 
 #[derive(Debug)]
 pub(super) struct Channel {
-    pub(super) members: BTreeMap<UserId, Member>,
     pub(super) subscribers: HashMap<ConnId, Sub>,
-    pub(super) connections: usize,
     pub(super) seq: u64,
     pub(super) pending: BTreeMap<UserId, Pending>,
     pub(super) window_until: Option<u64>,
@@ -86,9 +45,7 @@ pub(super) struct Channel {
 impl Channel {
     pub(super) fn new() -> Self {
         Channel {
-            members: BTreeMap::new(),
             subscribers: HashMap::new(),
-            connections: 0,
             seq: 0,
             pending: BTreeMap::new(),
             window_until: None,
@@ -99,10 +56,6 @@ impl Channel {
             occupancy_timer: None,
             snapshot: [None, None],
         }
-    }
-
-    pub(super) fn occupancy(&self) -> (usize, usize) {
-        (self.members.len(), self.connections)
     }
 
     /// Takes a token for sending a change at once; refills `per_sec` a
@@ -122,33 +75,7 @@ impl Channel {
         }
     }
 
-    /// Last writer wins: replaces a member's data and notes the update;
-    /// false when the data was already that.
-    pub(super) fn replace_data(
-        &mut self,
-        name: &ChannelName,
-        user: &UserId,
-        data: Map<String, Value>,
-        out: &mut Effects,
-    ) -> bool {
-        let Some(m) = self.members.get_mut(user) else {
-            return false;
-        };
-        let stored = MemberData::from_map(&data);
-        if m.data == stored {
-            return false;
-        }
-        out.event(PresenceEvent::MemberUpdated {
-            user: user.clone(),
-            channel: name.clone(),
-            data,
-        });
-        let old = m.clone();
-        m.data = stored;
-        self.note(user, Pending::Updated { old });
-        true
-    }
-
+    /// Nets a member's change into what the next flush sends.
     pub(super) fn note(&mut self, user: &UserId, change: Pending) {
         use Pending::*;
         let next = match (self.pending.remove(user), change) {

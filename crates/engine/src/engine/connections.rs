@@ -1,10 +1,10 @@
 //! This node's connections: attach (`hello`, resume), detach into grace,
-//! removal for good, kick, and each user's status recomputed from them.
+//! removal for good, kick; user status changes from the shared state announced.
 
 use std::sync::Arc;
 
-use super::channel::User;
 use super::conn::Conn;
+use super::shared::UserChange;
 use super::timer::Timer;
 use super::*;
 use crate::protocol::ConnStatus;
@@ -45,31 +45,9 @@ impl Engine {
             )),
         );
         if let Some(user) = &user {
-            match self.users.get_mut(user) {
-                Some(u) => {
-                    u.conns.push(conn);
-                    u.live += 1;
-                    self.recompute_status(now, user, out);
-                }
-                None => {
-                    self.offline.remove(user);
-                    self.users.insert(
-                        user.clone(),
-                        User {
-                            conns: vec![conn],
-                            live: 1,
-                            status: UserStatus::Online,
-                            since: now,
-                            last_live_at: now,
-                        },
-                    );
-                    out.event(PresenceEvent::UserOnline {
-                        user: user.clone(),
-                        at: now,
-                    });
-                    self.notify_watchers(now, user, out);
-                }
-            }
+            self.user_conns.entry(user.clone()).or_default().push(conn);
+            let change = self.shared.conn_added(now, user);
+            self.user_changed(now, user, change, Reason::Left, out);
         }
         self.welcome(conn, req_id, &session, false, out);
         Attached {
@@ -99,8 +77,8 @@ impl Engine {
         self.sessions.insert(session.clone(), conn);
         if let Some(deadline) = was_detached {
             self.timers.remove(&(deadline, Timer::Grace(conn)));
-            if let Some(u) = user.as_ref().and_then(|u| self.users.get_mut(u)) {
-                u.live += 1;
+            if let Some(u) = &user {
+                self.shared.conn_reattached(u);
             }
             for name in &channels {
                 if let Some(sub) = self
@@ -183,11 +161,8 @@ impl Engine {
                 sub.live = false;
             }
         }
-        if let Some(u) = user.as_ref().and_then(|u| self.users.get_mut(u)) {
-            u.live -= 1;
-            if u.live == 0 {
-                u.last_live_at = now;
-            }
+        if let Some(u) = &user {
+            self.shared.conn_detached(now, u);
         }
         self.set_timer(deadline, Timer::Grace(conn), out);
     }
@@ -195,11 +170,7 @@ impl Engine {
     /// Closes every connection of a user at once (HTTP API kick): close 4409,
     /// members leave with reason `kicked`, the user goes offline now.
     pub fn kick_user(&mut self, now: u64, user: &str, out: &mut Effects) -> usize {
-        let conns = self
-            .users
-            .get(user)
-            .map(|u| u.conns.clone())
-            .unwrap_or_default();
+        let conns = self.user_conns.get(user).cloned().unwrap_or_default();
         for &conn in &conns {
             let live = self.conns.get(&conn).is_some_and(|c| c.detached.is_none());
             // No status recompute between removals: the user goes straight
@@ -258,66 +229,41 @@ impl Engine {
             self.unwatch_one(conn, watched);
         }
         let Some(user) = c.user else { return };
-        let Some(u) = self.users.get_mut(&user) else {
-            return;
-        };
-        u.conns.retain(|&x| x != conn);
-        if c.detached.is_none() {
-            u.live -= 1;
-            if u.live == 0 {
-                u.last_live_at = now;
+        if let Some(list) = self.user_conns.get_mut(&user) {
+            list.retain(|&x| x != conn);
+            if list.is_empty() {
+                self.user_conns.remove(&user);
             }
         }
-        if u.conns.is_empty() {
-            let last_seen = u.last_live_at;
-            self.users.remove(&user);
-            self.offline.insert(
-                user.clone(),
-                OfflineRecord {
-                    since: now,
-                    last_seen,
-                },
-            );
-            out.event(PresenceEvent::UserOffline {
-                user: user.clone(),
+        let away = c.status == ConnStatus::Away;
+        let change = self
+            .shared
+            .conn_removed(now, &user, c.detached.is_none(), away, recompute);
+        self.user_changed(now, &user, change, reason, out);
+    }
+
+    /// Announces a change of a user's status: the event, and a `presence`
+    /// push to the user's watchers. `reason` is for going offline.
+    pub(super) fn user_changed(
+        &mut self,
+        now: u64,
+        user: &UserId,
+        change: Option<UserChange>,
+        reason: Reason,
+        out: &mut Effects,
+    ) {
+        let Some(change) = change else {
+            return;
+        };
+        let who = user.clone();
+        out.event(match change {
+            UserChange::Online => PresenceEvent::UserOnline { user: who, at: now },
+            UserChange::Away => PresenceEvent::UserAway { user: who, at: now },
+            UserChange::Offline { last_seen } => PresenceEvent::UserOffline {
+                user: who,
                 at: now,
                 last_seen,
                 reason,
-            });
-            self.notify_watchers(now, &user, out);
-        } else if recompute {
-            self.recompute_status(now, &user, out);
-        }
-    }
-
-    pub(super) fn recompute_status(&mut self, now: u64, user: &UserId, out: &mut Effects) {
-        let Some(u) = self.users.get(user) else {
-            return;
-        };
-        let all_away = u.conns.iter().all(|c| {
-            self.conns
-                .get(c)
-                .is_some_and(|c| c.status == ConnStatus::Away)
-        });
-        let status = if all_away {
-            UserStatus::Away
-        } else {
-            UserStatus::Online
-        };
-        if status == u.status {
-            return;
-        }
-        let u = self.users.get_mut(user).expect("checked above");
-        u.status = status;
-        u.since = now;
-        out.event(match status {
-            UserStatus::Away => PresenceEvent::UserAway {
-                user: user.clone(),
-                at: now,
-            },
-            _ => PresenceEvent::UserOnline {
-                user: user.clone(),
-                at: now,
             },
         });
         self.notify_watchers(now, user, out);

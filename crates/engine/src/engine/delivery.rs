@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::channel::{Channel, Pending};
+use super::shared::{Member, MemberChange, MemberOutcome};
 use super::timer::{Timer, set_timer};
 use super::*;
 use crate::protocol::Frame;
@@ -23,32 +24,73 @@ impl Engine {
         reason: Reason,
         out: &mut Effects,
     ) {
-        let Some(ch) = self.channels.get_mut(name) else {
+        let outcome = self.shared.leave(name, user);
+        if !outcome.conns_changed {
             return;
-        };
-        let Some(m) = ch.members.get_mut(user) else {
-            return;
-        };
-        m.conns -= 1;
-        ch.connections -= 1;
-        if m.conns == 0 {
-            let mut old = ch.members.remove(user).expect("just looked up");
-            // As the member was before this leave, for snapshots taken
-            // inside the coalescing window.
-            old.conns = 1;
-            ch.note(user, Pending::Left { old, reason });
-            out.event(PresenceEvent::MemberLeft {
-                user: user.clone(),
-                channel: name.clone(),
-                at: now,
-                reason,
-            });
-            self.changed(now, name, out);
-        } else {
+        }
+        self.member_changed(now, name, user, outcome, reason, out);
+        self.drop_channel_if_empty(name);
+    }
+
+    /// Announces what the shared state reports for a member of a channel:
+    /// the event, the netted change for the channel's next frame, and the
+    /// occupancy. `reason` is for a member that left.
+    pub(super) fn member_changed(
+        &mut self,
+        now: u64,
+        name: &ChannelName,
+        user: &UserId,
+        outcome: MemberOutcome,
+        reason: Reason,
+        out: &mut Effects,
+    ) {
+        let ch = self
+            .channels
+            .entry(name.clone())
+            .or_insert_with(Channel::new);
+        if outcome.conns_changed
+            && matches!(outcome.change, None | Some(MemberChange::Updated { .. }))
+        {
+            // A count changed that the cached snapshot shows (a joined or
+            // left member is shown as of the last flush).
             ch.snapshot = [None, None];
         }
-        self.occupancy_changed(now, name, out);
-        self.drop_channel_if_empty(name);
+        let changed = outcome.change.is_some();
+        match outcome.change {
+            None => {}
+            Some(MemberChange::Joined { data }) => {
+                out.event(PresenceEvent::MemberJoined {
+                    user: user.clone(),
+                    channel: name.clone(),
+                    at: now,
+                    data,
+                });
+                ch.note(user, Pending::Joined);
+            }
+            Some(MemberChange::Updated { old, data }) => {
+                out.event(PresenceEvent::MemberUpdated {
+                    user: user.clone(),
+                    channel: name.clone(),
+                    data,
+                });
+                ch.note(user, Pending::Updated { old });
+            }
+            Some(MemberChange::Left { old }) => {
+                ch.note(user, Pending::Left { old, reason });
+                out.event(PresenceEvent::MemberLeft {
+                    user: user.clone(),
+                    channel: name.clone(),
+                    at: now,
+                    reason,
+                });
+            }
+        }
+        if changed {
+            self.changed(now, name, out);
+        }
+        if outcome.conns_changed {
+            self.occupancy_changed(now, name, out);
+        }
     }
 
     /// A member change was noted: send it now if the channel is quiet, else
@@ -103,8 +145,10 @@ impl Engine {
             cfg,
             channels,
             timers,
+            shared,
             ..
         } = self;
+        let members = shared.members(name);
         let Some(ch) = channels.get_mut(name) else {
             return;
         };
@@ -117,8 +161,8 @@ impl Engine {
         ch.snapshot = [None, None];
         let has_guests = ch.subscribers.values().any(|s| s.guest && s.live);
         let has_users = ch.subscribers.values().any(|s| !s.guest && s.live);
-        let full = has_users.then(|| channel_event(name, ch, &pending, None));
-        let public = has_guests.then(|| channel_event(name, ch, &pending, Some(rule)));
+        let full = has_users.then(|| channel_event(name, ch, members, &pending, None));
+        let public = has_guests.then(|| channel_event(name, ch, members, &pending, Some(rule)));
         for (&conn, s) in &ch.subscribers {
             if !s.live {
                 continue;
@@ -152,7 +196,13 @@ impl Engine {
         let frames = match &ch.snapshot[slot] {
             Some((seq, frames)) if *seq == ch.seq => frames.clone(),
             _ => {
-                let frames = Arc::new(channel_snapshot(name, ch, guest.then_some(rule), chunk));
+                let frames = Arc::new(channel_snapshot(
+                    name,
+                    ch,
+                    self.shared.members(name),
+                    guest.then_some(rule),
+                    chunk,
+                ));
                 ch.snapshot[slot] = Some((ch.seq, frames.clone()));
                 frames
             }
@@ -161,7 +211,7 @@ impl Engine {
             out.reply(conn, f.clone());
         }
         if occupancy {
-            let current = ch.occupancy();
+            let current = self.shared.occupancy(name);
             out.reply(conn, occupancy_frame(name, current));
             if ch.occupancy_sent != Some(current) {
                 if ch.occupancy_timer.is_some() {
@@ -206,7 +256,7 @@ impl Engine {
         let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
-        let current = ch.occupancy();
+        let current = self.shared.occupancy(name);
         if ch.occupancy_sent == Some(current) {
             return;
         }
@@ -231,7 +281,7 @@ impl Engine {
         let Some(ch) = self.channels.get(name) else {
             return;
         };
-        if !ch.members.is_empty() || !ch.subscribers.is_empty() {
+        if !self.shared.members(name).is_empty() || !ch.subscribers.is_empty() {
             return;
         }
         if let Some(at) = ch.window_until {
@@ -261,13 +311,14 @@ impl Engine {
 fn channel_event(
     name: &str,
     ch: &Channel,
+    members: &BTreeMap<UserId, Member>,
     pending: &BTreeMap<UserId, Pending>,
     public: Option<&ChannelRule>,
 ) -> Frame {
     let changes = pending
         .iter()
         .map(|(user, p)| {
-            let member = || ch.members.get(user).map(|m| m.view(user, public));
+            let member = || members.get(user).map(|m| m.view(user, public));
             match p {
                 Pending::Joined => Change::Joined(member()),
                 Pending::Updated { .. } => Change::Updated(member()),
@@ -286,11 +337,12 @@ fn channel_event(
 fn channel_snapshot(
     name: &str,
     ch: &Channel,
+    current: &BTreeMap<UserId, Member>,
     public: Option<&ChannelRule>,
     chunk: usize,
 ) -> Vec<Frame> {
-    let mut members: Vec<MemberView> = Vec::with_capacity(ch.members.len());
-    for (user, m) in &ch.members {
+    let mut members: Vec<MemberView> = Vec::with_capacity(current.len());
+    for (user, m) in current {
         match ch.pending.get(user) {
             Some(Pending::Joined) => {}
             Some(Pending::Updated { old }) | Some(Pending::Left { old, .. }) => {
@@ -301,7 +353,7 @@ fn channel_snapshot(
     }
     for (user, p) in &ch.pending {
         if let Pending::Left { old, .. } = p
-            && !ch.members.contains_key(user)
+            && !current.contains_key(user)
         {
             members.push(old.view(user, public));
         }

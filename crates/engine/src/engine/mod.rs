@@ -1,7 +1,14 @@
 //! The presence state machine.
 //!
-//! Four indexes, one owner: connections, users (online or away), channels
-//! (members and subscribers) and watchers (user → watching connections).
+//! Two parts. The shared presence state (`shared`: per-user connection
+//! counts and status, per-channel members) is what every node of a cluster
+//! must agree on. The rest is this node's: its connections and sessions
+//! (and which of them belong to each user), channel subscriptions,
+//! watchers, timers, and delivery (netting, coalescing, `seq`, snapshots,
+//! occupancy). A request that changes shared state is checked against this
+//! node's state, applied to the shared state, and answered and fanned out
+//! from what that reports changed.
+//!
 //! Every public method takes the current time in unix milliseconds and
 //! appends what must happen to an [`Effects`] buffer. Timers (grace windows,
 //! coalescing windows, occupancy throttles) are deadlines the caller honours
@@ -13,7 +20,9 @@
 //! One `impl Engine`, split by what it owns:
 //!
 //! - [`types`]: the public vocabulary (ids, config, events, effects, records);
-//! - `conn`: one connection's state; `channel`: per-user and per-channel state;
+//! - `shared`: the shared presence state, on its own;
+//! - `conn`: one connection's state; `channel`: a channel's subscribers and
+//!   delivery state;
 //! - `timer`: deadlines and [`Engine::tick`];
 //! - `connections`: attach, resume, detach, removal, kick, user status;
 //! - `requests`: client requests, checked then applied;
@@ -33,6 +42,7 @@ mod delivery;
 mod reads;
 mod requests;
 mod restore;
+mod shared;
 mod timer;
 pub mod types;
 
@@ -41,8 +51,9 @@ pub use types::{
     RestoredUser, SessionRecord, UserDetail, UserId, UserPresence, UserStatus,
 };
 
-use channel::{Channel, OfflineRecord, User};
+use channel::Channel;
 use conn::Conn;
+use shared::SharedPresence;
 use timer::Timer;
 
 /// The presence engine. See the module docs.
@@ -52,8 +63,9 @@ pub struct Engine {
     /// Boxed: a table sized for growth keeps up to half its slots empty, and
     /// an empty slot costs 16 bytes this way, not a whole `Conn`.
     conns: HashMap<ConnId, Box<Conn>>,
-    users: BTreeMap<UserId, User>,
-    offline: HashMap<UserId, OfflineRecord>,
+    /// This node's connections of each user online or away.
+    user_conns: HashMap<UserId, Vec<ConnId>>,
+    shared: SharedPresence,
     channels: BTreeMap<ChannelName, Channel>,
     watchers: HashMap<UserId, HashSet<ConnId>>,
     sessions: HashMap<Arc<str>, ConnId>,
@@ -65,8 +77,8 @@ impl Engine {
         Engine {
             cfg,
             conns: HashMap::new(),
-            users: BTreeMap::new(),
-            offline: HashMap::new(),
+            user_conns: HashMap::new(),
+            shared: SharedPresence::new(),
             channels: BTreeMap::new(),
             watchers: HashMap::new(),
             sessions: HashMap::new(),

@@ -12,25 +12,7 @@ use crate::protocol::{ConnStatus, Frame};
 impl Engine {
     /// Current presence of a user.
     pub fn presence(&self, now: u64, user: &str) -> UserPresence {
-        if let Some(u) = self.users.get(user) {
-            UserPresence {
-                status: u.status,
-                since: Some(u.since),
-                last_seen: Some(if u.live > 0 { now } else { u.last_live_at }),
-            }
-        } else if let Some(r) = self.offline.get(user) {
-            UserPresence {
-                status: UserStatus::Offline,
-                since: Some(r.since),
-                last_seen: Some(r.last_seen),
-            }
-        } else {
-            UserPresence {
-                status: UserStatus::Offline,
-                since: None,
-                last_seen: None,
-            }
-        }
+        self.shared.presence(now, user)
     }
 
     pub(super) fn presence_frame<'a>(
@@ -43,12 +25,14 @@ impl Engine {
 
     /// `(members, connections)` of a channel, if it exists.
     pub fn occupancy(&self, channel: &str) -> Option<(usize, usize)> {
-        self.channels.get(channel).map(Channel::occupancy)
+        self.channels
+            .contains_key(channel)
+            .then(|| self.shared.occupancy(channel))
     }
 
     /// Number of users online or away.
     pub fn users_present(&self) -> usize {
-        self.users.len()
+        self.shared.present_count()
     }
 
     /// Number of connections, live or inside grace.
@@ -63,10 +47,11 @@ impl Engine {
 
     /// User ids of a channel's members, in order.
     pub fn member_ids(&self, channel: &str) -> Vec<String> {
-        self.channels
-            .get(channel)
-            .map(|ch| ch.members.keys().map(|u| u.to_string()).collect())
-            .unwrap_or_default()
+        self.shared
+            .members(channel)
+            .keys()
+            .map(|u| u.to_string())
+            .collect()
     }
 
     /// Whether the connection exists (live or inside grace).
@@ -79,14 +64,14 @@ impl Engine {
     pub fn user_detail(&self, now: u64, user: &str) -> Option<UserDetail> {
         let presence = self.presence(now, user);
         presence.since?;
-        let (connections, channels) = match self.users.get(user) {
-            Some(u) => {
+        let (connections, channels) = match self.user_conns.get(user) {
+            Some(conns) => {
                 let mut channels: BTreeSet<&str> = BTreeSet::new();
-                for c in u.conns.iter().filter_map(|c| self.conns.get(c)) {
+                for c in conns.iter().filter_map(|c| self.conns.get(c)) {
                     channels.extend(c.entered().map(|n| &**n));
                 }
                 (
-                    u.conns.len(),
+                    conns.len(),
                     channels.into_iter().map(str::to_owned).collect(),
                 )
             }
@@ -109,12 +94,10 @@ impl Engine {
         cursor: Option<&str>,
         limit: usize,
     ) -> (Vec<UserDetail>, Option<String>) {
-        use std::ops::Bound;
-        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = self
-            .users
-            .range::<str, _>((start, Bound::Unbounded))
-            .filter(|(_, u)| status.is_none_or(|s| s == u.status))
+            .shared
+            .present_after(cursor)
+            .filter(|(_, s)| status.is_none_or(|want| want == *s))
             .map(|(id, _)| id);
         let page: Vec<UserDetail> = iter
             .by_ref()
@@ -148,7 +131,10 @@ impl Engine {
         let page: Vec<(String, usize, usize)> = iter
             .by_ref()
             .take(limit)
-            .map(|(name, ch)| (name.to_string(), ch.members.len(), ch.connections))
+            .map(|(name, _)| {
+                let (members, connections) = self.shared.occupancy(name);
+                (name.to_string(), members, connections)
+            })
             .collect();
         let next = match iter.next() {
             Some(_) => page.last().map(|c| c.0.clone()),
@@ -166,9 +152,14 @@ impl Engine {
         limit: usize,
     ) -> Option<(Vec<Value>, Option<String>)> {
         use std::ops::Bound;
-        let ch = self.channels.get(channel)?;
+        if !self.channels.contains_key(channel) {
+            return None;
+        }
         let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut iter = ch.members.range::<str, _>((start, Bound::Unbounded));
+        let mut iter = self
+            .shared
+            .members(channel)
+            .range::<str, _>((start, Bound::Unbounded));
         let mut last = None;
         let page: Vec<Value> = iter
             .by_ref()
@@ -184,7 +175,7 @@ impl Engine {
 
     /// Sum of members over all channels.
     pub fn member_count(&self) -> usize {
-        self.channels.values().map(|c| c.members.len()).sum()
+        self.shared.member_count()
     }
 
     /// Every connection that has a session, for a clean shutdown: with

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::channel::{Channel, Member, Pending, Sub};
+use super::channel::{Channel, Sub};
 use super::conn::{Conn, Held};
+use super::shared::MemberOutcome;
 use super::*;
-use crate::data::MemberData;
 use crate::protocol::out::{message_frame, pong_frame};
-use crate::protocol::{ClientFrame, ErrorCode, RequestError};
+use crate::protocol::{ClientFrame, ConnStatus, ErrorCode, RequestError};
 use crate::rules::glob_match;
 
 const E_FORBIDDEN: RequestError =
@@ -156,9 +156,13 @@ impl Engine {
                     .conns
                     .get_mut(&conn)
                     .expect("request from a known conn");
+                let was_away = c.status == ConnStatus::Away;
                 c.status = status;
                 let user = c.user.clone().expect("not a guest");
-                self.recompute_status(now, &user, out);
+                let change =
+                    self.shared
+                        .conn_status(now, &user, was_away, status == ConnStatus::Away);
+                self.user_changed(now, &user, change, Reason::Left, out);
                 Ok(())
             }
             ClientFrame::Watch { users } => self.watch(now, conn, users, out),
@@ -312,16 +316,10 @@ impl Engine {
             }
             None => None,
         };
-        let already_member = self
-            .channels
-            .get(&name)
-            .is_some_and(|ch| ch.members.contains_key(&user));
+        let members = self.shared.members(&name);
         if let Some(max) = rule.max_members
-            && !already_member
-            && self
-                .channels
-                .get(&name)
-                .is_some_and(|ch| ch.members.len() >= max)
+            && !members.contains_key(&user)
+            && members.len() >= max
         {
             return Err(E_FULL);
         }
@@ -334,49 +332,12 @@ impl Engine {
             .get_mut(&conn)
             .expect("request from a known conn");
         let new_conn_in_channel = c.enter(&name);
-        let ch = self
-            .channels
-            .entry(name.clone())
-            .or_insert_with(Channel::new);
-        let mut occupancy_changed = false;
-        match ch.members.get_mut(&user) {
-            Some(m) => {
-                if new_conn_in_channel {
-                    m.conns += 1;
-                    ch.connections += 1;
-                    occupancy_changed = true;
-                    ch.snapshot = [None, None];
-                }
-                if let Some(d) = data {
-                    ch.replace_data(&name, &user, d, out);
-                }
-            }
-            None => {
-                let data = data.unwrap_or_else(|| Self::member_data(c, Map::new()));
-                let stored = MemberData::from_map(&data);
-                out.event(PresenceEvent::MemberJoined {
-                    user: user.clone(),
-                    channel: name.clone(),
-                    at: now,
-                    data,
-                });
-                ch.members.insert(
-                    user.clone(),
-                    Member {
-                        data: stored,
-                        conns: 1,
-                        since: now,
-                    },
-                );
-                ch.connections += 1;
-                ch.note(&user, Pending::Joined);
-                occupancy_changed = true;
-            }
-        }
-        self.changed(now, &name, out);
-        if occupancy_changed {
-            self.occupancy_changed(now, &name, out);
-        }
+        let outcome = self
+            .shared
+            .enter(now, &name, &user, new_conn_in_channel, data, || {
+                Self::member_data(c, Map::new())
+            });
+        self.member_changed(now, &name, &user, outcome, Reason::Left, out);
         Ok(())
     }
 
@@ -399,10 +360,12 @@ impl Engine {
         };
         let data = Self::member_data(c, data);
         let user = c.user.clone().expect("only users enter");
-        let ch = self.channels.get_mut(name).expect("entered channel exists");
-        if ch.replace_data(name, &user, data, out) {
-            self.changed(now, name, out);
-        }
+        let change = self.shared.update(name, &user, data);
+        let outcome = MemberOutcome {
+            change,
+            conns_changed: false,
+        };
+        self.member_changed(now, name, &user, outcome, Reason::Left, out);
         Ok(())
     }
 

@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::channel::{Channel, Member, OfflineRecord, User};
+use super::channel::Channel;
 use super::conn::Conn;
 use super::requests::add_subscription;
 use super::timer::Timer;
 use super::*;
-use crate::data::MemberData;
 use crate::protocol::ConnStatus;
 
 impl Engine {
@@ -90,7 +89,8 @@ impl Engine {
                     self.restore_member(&name, user, data, since);
                     c.enter(&name);
                 }
-                self.restore_user_conn(user, conn, r);
+                let away = c.status == ConnStatus::Away;
+                self.restore_user_conn(user, conn, away, r);
                 covered.insert(user.to_string());
             }
             self.sessions.insert(session, conn);
@@ -102,7 +102,7 @@ impl Engine {
                 continue;
             }
             let user: UserId = Arc::from(name.as_str());
-            if self.users.contains_key(&user) {
+            if self.shared.is_present(&user) {
                 continue;
             }
             let conn = next_conn();
@@ -130,8 +130,9 @@ impl Engine {
                     self.restore_member(&channel, &user, data, *since);
                 }
             }
+            let away = c.status == ConnStatus::Away;
             self.conns.insert(conn, Box::new(c));
-            self.restore_user_conn(&user, conn, &r);
+            self.restore_user_conn(&user, conn, away, &r);
             self.set_timer(deadline, Timer::Grace(conn), out);
         }
     }
@@ -143,54 +144,27 @@ impl Engine {
         data: &Map<String, Value>,
         since: u64,
     ) {
-        let ch = self
-            .channels
+        self.channels
             .entry(name.clone())
             .or_insert_with(Channel::new);
-        match ch.members.get_mut(user) {
-            Some(m) => m.conns += 1,
-            None => {
-                ch.members.insert(
-                    user.clone(),
-                    Member {
-                        data: MemberData::from_map(data),
-                        conns: 1,
-                        since,
-                    },
-                );
-            }
-        }
-        ch.connections += 1;
+        self.shared.restore_member(name, user, data, since);
     }
 
-    pub(super) fn restore_user_conn(&mut self, user: &UserId, conn: ConnId, r: &RestoredUser) {
-        self.offline.remove(user);
-        let u = self.users.entry(user.clone()).or_insert_with(|| User {
-            conns: Vec::new(),
-            live: 0,
-            status: if r.status == UserStatus::Away {
-                UserStatus::Away
-            } else {
-                UserStatus::Online
-            },
-            since: r.since,
-            last_live_at: r.last_seen,
-        });
-        u.conns.push(conn);
+    pub(super) fn restore_user_conn(
+        &mut self,
+        user: &UserId,
+        conn: ConnId,
+        away: bool,
+        r: &RestoredUser,
+    ) {
+        self.user_conns.entry(user.clone()).or_default().push(conn);
+        self.shared
+            .conn_restored(user, away, r.status, r.since, r.last_seen);
     }
 
     /// Remembers an offline user's last presence (loaded from the store).
     pub fn restore_offline(&mut self, user: &str, since: u64, last_seen: Option<u64>) {
-        let user: UserId = Arc::from(user);
-        if self.users.contains_key(&user) {
-            return;
-        }
-        self.offline.insert(
-            user,
-            OfflineRecord {
-                since,
-                last_seen: last_seen.unwrap_or(since),
-            },
-        );
+        self.shared
+            .remember_offline(Arc::from(user), since, last_seen.unwrap_or(since));
     }
 }
