@@ -74,11 +74,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
+        let shared = SharedPresence::new(cfg.offline_cache);
         Engine {
             cfg,
             conns: HashMap::new(),
             user_conns: HashMap::new(),
-            shared: SharedPresence::new(),
+            shared,
             channels: BTreeMap::new(),
             watchers: HashMap::new(),
             sessions: HashMap::new(),

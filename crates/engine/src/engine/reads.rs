@@ -15,6 +15,24 @@ impl Engine {
         self.shared.presence(now, user)
     }
 
+    /// Of `users`, those whose presence this engine does not know: no
+    /// connection and no offline record in the cache (sorted, each once).
+    /// Their presence reads as offline with no `since` or `last_seen`, and
+    /// [`Engine::user_detail`] as never seen, until their last presence is
+    /// fed in with [`Engine::restore_offline`]: the caller looks these up in
+    /// its store before a `watch` request, a resume or resync of a
+    /// connection that watches them, or a read of their presence.
+    pub fn presence_unknown<'a>(&self, users: impl IntoIterator<Item = &'a str>) -> Vec<UserId> {
+        let mut unknown: Vec<UserId> = users
+            .into_iter()
+            .filter(|u| !self.shared.is_known(u))
+            .map(UserId::from)
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        unknown
+    }
+
     pub(super) fn presence_frame<'a>(
         &self,
         now: u64,

@@ -453,7 +453,7 @@ impl Engine {
         }
         let new: Vec<UserId> = new.into_iter().map(Arc::from).collect();
         for u in &new {
-            self.watchers.entry(u.clone()).or_default().insert(conn);
+            self.add_watcher(u, conn);
         }
         self.conns
             .get_mut(&conn)
@@ -464,12 +464,25 @@ impl Engine {
         Ok(())
     }
 
+    /// `conn` watches `user`. The user's offline record is kept while
+    /// anybody here watches.
+    pub(super) fn add_watcher(&mut self, user: &UserId, conn: ConnId) {
+        let set = self.watchers.entry(user.clone()).or_default();
+        if set.is_empty() {
+            self.shared.keep_offline(user, true);
+        }
+        set.insert(conn);
+    }
+
     pub(super) fn unwatch_one(&mut self, conn: ConnId, user: &str) {
-        if let Some(set) = self.watchers.get_mut(user) {
-            set.remove(&conn);
-            if set.is_empty() {
-                self.watchers.remove(user);
-            }
+        let Some(set) = self.watchers.get_mut(user) else {
+            return;
+        };
+        set.remove(&conn);
+        if set.is_empty()
+            && let Some((user, _)) = self.watchers.remove_entry(user)
+        {
+            self.shared.keep_offline(&user, false);
         }
     }
 }

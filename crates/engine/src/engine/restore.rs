@@ -66,7 +66,7 @@ impl Engine {
             watching.dedup();
             let watching: Vec<UserId> = watching.iter().map(|w| Arc::from(w.as_str())).collect();
             for w in &watching {
-                self.watchers.entry(w.clone()).or_default().insert(conn);
+                self.add_watcher(w, conn);
             }
             c.watch(watching);
             if let Some(user) = &user {
@@ -162,7 +162,10 @@ impl Engine {
             .conn_restored(user, away, r.status, r.since, r.last_seen);
     }
 
-    /// Remembers an offline user's last presence (loaded from the store).
+    /// Remembers an offline user's last presence (loaded from the store):
+    /// at start, and for the users [`Engine::presence_unknown`] names. Kept
+    /// in the bounded cache ([`EngineConfig::offline_cache`]); ignored for a
+    /// user who is online or away.
     pub fn restore_offline(&mut self, user: &str, since: u64, last_seen: Option<u64>) {
         self.shared
             .remember_offline(Arc::from(user), since, last_seen.unwrap_or(since));

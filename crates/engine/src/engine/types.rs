@@ -33,6 +33,12 @@ pub struct EngineConfig {
     pub max_watch_per_conn: usize,
     pub snapshot_chunk: usize,
     pub guests_watch: bool,
+    /// How many offline users' last presence to keep in memory (0 allowed),
+    /// the oldest record going first. Users this node watches are kept
+    /// whatever the bound. Beyond it, a user's presence is unknown until
+    /// fed in with [`Engine::restore_offline`]: see
+    /// [`Engine::presence_unknown`].
+    pub offline_cache: usize,
     pub rules: ChannelRules,
 }
 
@@ -50,6 +56,7 @@ impl Default for EngineConfig {
             max_watch_per_conn: 1_000,
             snapshot_chunk: 1_000,
             guests_watch: false,
+            offline_cache: 10_000,
             rules: ChannelRules::new(Vec::new()),
         }
     }

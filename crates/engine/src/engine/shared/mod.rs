@@ -6,7 +6,8 @@
 //! channel, the members with their data, connection count and `since`; and
 //! the last presence of users gone offline. It knows no connection ids,
 //! sockets, sessions, subscriptions, watchers, timers or frames: those are
-//! this node's, in the rest of the engine.
+//! this node's, in the rest of the engine. Offline users' last presence is
+//! a bounded cache of what the store holds ([`offline`]).
 //!
 //! Every change is one call that applies a transition and returns what it
 //! changed ([`UserChange`], [`MemberOutcome`]); the engine checks a request
@@ -20,7 +21,7 @@
 //! while it serialises frames, which a trait object would turn into boxed
 //! iterators or copies. The methods below are the list a backend must offer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -29,8 +30,11 @@ use crate::data::MemberData;
 use crate::protocol::out::{MemberView, member_view};
 use crate::rules::ChannelRule;
 
+mod offline;
 #[cfg(test)]
 mod tests;
+
+use offline::{OfflineCache, OfflineRecord};
 
 /// One user with at least one connection somewhere.
 #[derive(Debug)]
@@ -44,12 +48,6 @@ struct Present {
     since: u64,
     /// When the last live connection dropped (meaningful when `live == 0`).
     last_live_at: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct OfflineRecord {
-    since: u64,
-    last_seen: u64,
 }
 
 /// A member of a channel: one user, however many connections entered.
@@ -119,13 +117,17 @@ pub(crate) struct MemberOutcome {
 #[derive(Debug, Default)]
 pub(crate) struct SharedPresence {
     users: BTreeMap<UserId, Present>,
-    offline: HashMap<UserId, OfflineRecord>,
+    offline: OfflineCache,
     channels: BTreeMap<ChannelName, Members>,
 }
 
 impl SharedPresence {
-    pub(crate) fn new() -> Self {
-        SharedPresence::default()
+    /// `offline_cache`: how many offline users' last presence to keep.
+    pub(crate) fn new(offline_cache: usize) -> Self {
+        SharedPresence {
+            offline: OfflineCache::new(offline_cache),
+            ..SharedPresence::default()
+        }
     }
 
     // ----- users: apply ---------------------------------------------------
@@ -282,6 +284,12 @@ impl SharedPresence {
             .insert(user, OfflineRecord { since, last_seen });
     }
 
+    /// Keeps (or stops keeping) an offline user's last presence whatever
+    /// the cache's bound: while this node watches the user.
+    pub(crate) fn keep_offline(&mut self, user: &UserId, keep: bool) {
+        self.offline.keep(user, keep);
+    }
+
     // ----- users: read ----------------------------------------------------
 
     /// Current presence of a user.
@@ -305,6 +313,12 @@ impl SharedPresence {
                 last_seen: None,
             }
         }
+    }
+
+    /// Whether the user's presence is known: present, or offline with a
+    /// record in the cache.
+    pub(crate) fn is_known(&self, user: &str) -> bool {
+        self.users.contains_key(user) || self.offline.get(user).is_some()
     }
 
     /// Whether the user has a connection (online or away).

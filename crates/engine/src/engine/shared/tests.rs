@@ -253,7 +253,7 @@ fn remove(
 }
 
 fn run(ops: Vec<Op>) {
-    let mut shared = SharedPresence::new();
+    let mut shared = SharedPresence::new(usize::MAX);
     let mut m = Model {
         now: 1_000,
         ..Model::default()
@@ -399,7 +399,7 @@ proptest! {
 
 #[test]
 fn a_member_entered_twice_leaves_with_its_last_connection() {
-    let mut shared = SharedPresence::new();
+    let mut shared = SharedPresence::new(usize::MAX);
     let (c, u) = (channel(0), user(0));
     shared.conn_added(0, &u);
     let first = shared.enter(0, &c, &u, true, Some(data(1)), default_data);
