@@ -1396,6 +1396,28 @@ fn guests_are_restricted() {
 // ----- member data -------------------------------------------------------------
 
 #[test]
+fn member_updates_carry_their_own_time() {
+    let mut d = Driver::new(cfg());
+    let a = d.hello("u1");
+    d.ok(a, enter_with(1, "room:1", json!({"x": 1})));
+    d.tick(250);
+    d.take_events();
+    d.ok(a, update(2, "room:1", json!({"x": 2})));
+    // Re-entering with new data is an update too.
+    d.tick(10);
+    d.ok(a, enter_with(3, "room:1", json!({"x": 3})));
+    let at: Vec<(u64, Value)> = d
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            PresenceEvent::MemberUpdated { at, data, .. } => Some((at, data["x"].clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at, [(d.now - 10, json!(2)), (d.now, json!(3))]);
+}
+
+#[test]
 fn the_info_claim_overrides_client_info() {
     let mut d = Driver::new(cfg());
     let o = observer(&mut d, "obs", "room:1");

@@ -71,6 +71,7 @@ impl Engine {
                 out.event(PresenceEvent::MemberUpdated {
                     user: user.clone(),
                     channel: name.clone(),
+                    at: now,
                     data,
                 });
                 ch.note(user, Pending::Updated { old });

@@ -100,6 +100,7 @@ pub enum PresenceEvent {
     MemberUpdated {
         user: UserId,
         channel: ChannelName,
+        at: u64,
         data: Map<String, Value>,
     },
     MemberLeft {
