@@ -36,8 +36,8 @@ pub struct EngineConfig {
     /// How many offline users' last presence to keep in memory (0 allowed),
     /// the oldest record going first. Users this node watches are kept
     /// whatever the bound. Beyond it, a user's presence is unknown until
-    /// fed in with [`Engine::restore_offline`]: see
-    /// [`Engine::presence_unknown`].
+    /// fed in with [`Engine::restore_offline`](super::Engine::restore_offline): see
+    /// [`Engine::presence_unknown`](super::Engine::presence_unknown).
     pub offline_cache: usize,
     pub rules: ChannelRules,
 }
@@ -117,7 +117,7 @@ pub enum Effect {
     /// A frame answering the connection's own request: never dropped.
     Reply { conn: ConnId, frame: Frame },
     /// A broadcast frame: may be dropped for a lagging connection, which is
-    /// then resynced with [`Engine::resync`].
+    /// then resynced with [`Engine::resync`](super::Engine::resync).
     Push { conn: ConnId, frame: Frame },
     /// Close the connection's socket.
     Close {
@@ -165,7 +165,7 @@ impl Effects {
     }
 }
 
-/// Result of [`Engine::connect`].
+/// Result of [`Engine::connect`](super::Engine::connect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
     /// The connection id now bound to the socket (the old one on resume).
