@@ -4,7 +4,9 @@
 
 mod support;
 
-use presenced_engine::{EngineConfig, UserId, UserPresence, UserStatus, rfc3339};
+use presenced_engine::{
+    Effects, EngineConfig, RestoredUser, SessionRecord, UserId, UserPresence, UserStatus, rfc3339,
+};
 use serde_json::json;
 use support::*;
 
@@ -99,7 +101,7 @@ fn a_watcher_gets_the_fed_presence_of_a_user_not_cached() {
         come_and_go(&mut d, u);
     }
     assert_eq!(d.eng.presence_unknown(["x", "p", "q"]), ids(&["p", "q"]));
-    let mut fx = presenced_engine::Effects::new();
+    let mut fx = Effects::new();
     d.eng.resync(d.now, w, &mut fx);
     d.absorb(fx);
     let p = d.take_t(w, "presence");
@@ -120,4 +122,50 @@ fn a_watcher_gets_the_fed_presence_of_a_user_not_cached() {
     d.ok(w, json!({"t": "unwatch", "users": ["x"]}));
     come_and_go(&mut d, "z");
     assert_eq!(d.eng.presence_unknown(["x", "z"]), ids(&["x"]));
+}
+
+#[test]
+fn a_fed_record_never_replaces_a_newer_one() {
+    let mut d = Driver::new(cache(10));
+    come_and_go(&mut d, "a");
+    let since = d.now;
+    d.eng.restore_offline("a", T0 - 1_000, Some(T0 - 2_000));
+    assert_eq!(d.eng.presence(d.now, "a").since, Some(since));
+}
+
+#[test]
+fn restored_sessions_name_the_watched_users_to_feed() {
+    let mut d = Driver::new(cache(0));
+    let journal = vec![RestoredUser {
+        user: "w".into(),
+        status: UserStatus::Online,
+        since: T0,
+        last_seen: T0,
+        channels: Vec::new(),
+    }];
+    let sessions = vec![SessionRecord {
+        session: "s1".into(),
+        user: Some("w".into()),
+        away: false,
+        entered: Vec::new(),
+        subs: Vec::new(),
+        watching: vec!["x".into(), "w".into()],
+        info: None,
+        channels: None,
+    }];
+    let mut fx = Effects::new();
+    d.eng.restore(d.now, journal, sessions, || 100, &mut fx);
+    d.absorb(fx);
+    assert_eq!(d.eng.watched_unknown(), ids(&["x"]));
+    d.eng.restore_offline("x", T0 - 50, Some(T0 - 60));
+    assert_eq!(d.eng.watched_unknown(), ids(&[]));
+
+    // Kept though the cache holds nothing: the resumed watcher sees it.
+    let att = d.connect(user("w"), Some("s1"));
+    assert!(att.resumed);
+    let p = d.take_t(att.conn, "presence");
+    assert_eq!(
+        p[0]["users"]["x"],
+        json!({"status": "offline", "since": rfc3339(T0 - 50), "last_seen": rfc3339(T0 - 60)})
+    );
 }

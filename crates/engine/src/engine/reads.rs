@@ -33,6 +33,14 @@ impl Engine {
         unknown
     }
 
+    /// Users watched here whose presence is unknown: after [`Engine::restore`]
+    /// (restored sessions watch again), the caller feeds these in with
+    /// [`Engine::restore_offline`]. Once fed, a watched user's record is kept
+    /// whatever the cache's bound for as long as anybody here watches.
+    pub fn watched_unknown(&self) -> Vec<UserId> {
+        self.presence_unknown(self.watchers.keys().map(|u| &**u))
+    }
+
     pub(super) fn presence_frame<'a>(
         &self,
         now: u64,

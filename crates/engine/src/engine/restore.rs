@@ -163,9 +163,11 @@ impl Engine {
     }
 
     /// Remembers an offline user's last presence (loaded from the store):
-    /// at start, and for the users [`Engine::presence_unknown`] names. Kept
-    /// in the bounded cache ([`EngineConfig::offline_cache`]); ignored for a
-    /// user who is online or away.
+    /// at start, and for the users [`Engine::presence_unknown`] and
+    /// [`Engine::watched_unknown`] name. Kept in the bounded cache
+    /// ([`EngineConfig::offline_cache`]); ignored for a user who is online or
+    /// away or whose record the engine holds already (it is at least as new
+    /// as the store's).
     pub fn restore_offline(&mut self, user: &str, since: u64, last_seen: Option<u64>) {
         self.shared
             .remember_offline(Arc::from(user), since, last_seen.unwrap_or(since));

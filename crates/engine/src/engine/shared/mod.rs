@@ -275,9 +275,10 @@ impl SharedPresence {
     }
 
     /// Remembers an offline user's last presence (loaded from the store);
-    /// ignored for a user who is present.
+    /// ignored for a user who is present or has a record already, which is
+    /// at least as new as the store's.
     pub(crate) fn remember_offline(&mut self, user: UserId, since: u64, last_seen: u64) {
-        if self.users.contains_key(&user) {
+        if self.is_known(&user) {
             return;
         }
         self.offline
