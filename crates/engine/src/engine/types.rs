@@ -96,7 +96,7 @@ pub enum PresenceEvent {
         at: u64,
         data: Map<String, Value>,
     },
-    /// Member data changed (journal only, not a webhook event).
+    /// Member data changed (journal and live feed, not a webhook event).
     MemberUpdated {
         user: UserId,
         channel: ChannelName,
