@@ -1,3 +1,4 @@
+// Kept in one file: the model, its operations and the checks are one property, read together.
 //! Model-based property test of the presence engine.
 //!
 //! Random sequences of hellos, enters, updates, leaves, (un)subscribes,

@@ -94,21 +94,17 @@ impl<'a> EventOut<'a> {
                 channel,
                 at,
                 data,
-            } => {
-                out.user = user;
-                out.channel = Some(channel);
-                out.data = Some(data);
-                *at
             }
-            PresenceEvent::MemberUpdated {
+            | PresenceEvent::MemberUpdated {
                 user,
                 channel,
+                at,
                 data,
             } => {
                 out.user = user;
                 out.channel = Some(channel);
                 out.data = Some(data);
-                crate::clock::now_ms()
+                *at
             }
             PresenceEvent::MemberLeft {
                 user,
@@ -214,6 +210,7 @@ mod tests {
         let updated = PresenceEvent::MemberUpdated {
             user: Arc::from("a"),
             channel: Arc::from("room:1"),
+            at: 0,
             data: Map::new(),
         };
         assert_eq!(webhook_event(&updated), None);
@@ -238,5 +235,13 @@ mod tests {
             reason: Reason::Timeout,
         });
         assert_eq!(v["last_seen"], "1970-01-01T00:00:00.900Z");
+        let v = feed_json(&PresenceEvent::MemberUpdated {
+            user: "u1".into(),
+            channel: "room:1".into(),
+            at: 2_000,
+            data: Map::new(),
+        });
+        assert_eq!(v["type"], "member.updated");
+        assert_eq!(v["at"], "1970-01-01T00:00:02.000Z");
     }
 }

@@ -88,5 +88,8 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
         snapshot_chunk: 1_000,
         guests_watch: s.guests_watch,
         rules: ChannelRules::new(s.channels.clone()),
+        // Unbounded: the hub feeds every user's last presence in at start
+        // and looks none up in the store later.
+        offline_cache: usize::MAX,
     }
 }

@@ -1,13 +1,19 @@
-//! Wire protocol v1: parsing client frames and building server frames.
+//! Wire protocol v1: parsing client frames, and the words both directions
+//! share (error codes, statuses, reasons).
 //!
 //! Parsing never echoes parser internals back: every failure maps to an
-//! [`ErrorCode`] with a fixed, human-readable message.
+//! [`ErrorCode`] with a fixed, human-readable message. Every frame the server
+//! sends is built in [`out`]; the engine decides what goes in a frame, never
+//! how it is spelled.
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::rules::valid_channel_name;
+
+pub mod out;
+
+pub use out::{Frame, Time, error_frame, ok_frame, rfc3339};
 
 /// Most users one `watch` request may name.
 pub const MAX_WATCH_PER_REQUEST: usize = 500;
@@ -63,6 +69,33 @@ impl RequestError {
 pub enum ConnStatus {
     Online,
     Away,
+}
+
+/// Aggregated status of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+/// Why a member left a channel or a user went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    Left,
+    Timeout,
+    Logout,
+    Kicked,
+}
+
+/// Presence of one user as the protocol shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPresence {
+    pub status: UserStatus,
+    pub since: Option<u64>,
+    pub last_seen: Option<u64>,
 }
 
 /// What a client asks for, after parsing and validation of shapes.
@@ -263,88 +296,6 @@ fn users(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Vec<String>, P
             _ => Err(bad(id, "user ids must be strings of 1-200 bytes")),
         })
         .collect()
-}
-
-/// One serialized server frame, cheap to clone for fan-out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
-
-impl Frame {
-    pub fn from_json<T: Serialize>(value: &T) -> Frame {
-        // Serializing our own frame types cannot fail: they hold no maps with
-        // non-string keys and no types with fallible Serialize impls.
-        Frame(Bytes::from(
-            serde_json::to_vec(value).expect("server frames always serialize"),
-        ))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only built from serde_json output, which is UTF-8.
-        std::str::from_utf8(&self.0).unwrap_or("")
-    }
-
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// RFC 3339 time (UTC, milliseconds) from unix milliseconds.
-pub fn rfc3339(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Serializes a unix-millisecond time as RFC 3339.
-#[derive(Debug, Clone, Copy)]
-pub struct Time(pub u64);
-
-impl Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&rfc3339(self.0))
-    }
-}
-
-/// `error` frame.
-pub fn error_frame(id: Option<u64>, error: &RequestError) -> Frame {
-    #[derive(Serialize)]
-    struct ErrorOut<'a> {
-        t: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<u64>,
-        code: &'a str,
-        message: &'a str,
-    }
-    Frame::from_json(&ErrorOut {
-        t: "error",
-        id,
-        code: error.code.as_str(),
-        message: error.message,
-    })
-}
-
-/// `ok` frame without result fields.
-pub fn ok_frame(id: u64) -> Frame {
-    #[derive(Serialize)]
-    struct OkOut {
-        t: &'static str,
-        id: u64,
-    }
-    Frame::from_json(&OkOut { t: "ok", id })
 }
 
 #[cfg(test)]
