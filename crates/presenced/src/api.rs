@@ -144,6 +144,10 @@ async fn store_barrier(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
+fn unavailable(_: crate::hub::Unavailable) -> ApiError {
+    ApiError::unavailable("the store is not available; retry")
+}
+
 /// Whether the server is ready to serve (its backend is reachable).
 fn is_ready(state: &AppState) -> bool {
     state.backends.journal.is_healthy()
@@ -352,7 +356,7 @@ pub async fn get_user(
 ) -> Result<Json<UserOut>, ApiError> {
     check_user_id(&user)?;
     store_barrier(&state).await?;
-    let detail = state.hub.user_detail(&user);
+    let detail = state.hub.user_detail(&user).await.map_err(unavailable)?;
     match detail {
         Some(d) => Ok(Json(d.into())),
         None => Err(ApiError::not_found("user never seen")),
@@ -390,6 +394,8 @@ pub async fn query_users(
     let users = state
         .hub
         .presence_of(&body.users)
+        .await
+        .map_err(unavailable)?
         .into_iter()
         .map(|(u, p)| (u, p.into()))
         .collect();

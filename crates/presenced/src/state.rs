@@ -40,19 +40,21 @@ impl AppState {
     /// [`TokenVerifier::load`], which fetches a JWKS URL).
     pub fn with_verifier(settings: Settings, verifier: TokenVerifier) -> anyhow::Result<AppState> {
         crate::metrics::init();
-        // Every offline user is kept in memory for now (the engine reads
-        // last_seen from there).
+        // The most recently seen offline users start in the engine's cache;
+        // the others are read from the journal when somebody asks.
         let (backends, recovered) = crate::store::open(
             &settings.values.data_dir,
             settings.values.webhook_urls.clone(),
-            usize::MAX,
+            settings.values.offline_cache,
         )?;
         let hub = Hub::new(engine_config(&settings), backends.journal.clone());
-        hub.restore_offline(&recovered.offline);
+        // Oldest first: the cache keeps the newest when it is full.
+        hub.restore_offline(recovered.offline.iter().rev());
         let restored = recovered.online.len();
         let sessions = crate::store::take_sessions(&settings.values.data_dir);
         let resumable = sessions.len();
         hub.restore(recovered.online, sessions);
+        hub.recall_watched()?;
         if restored > 0 || resumable > 0 {
             tracing::info!(
                 users = restored,
@@ -88,8 +90,6 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
         snapshot_chunk: 1_000,
         guests_watch: s.guests_watch,
         rules: ChannelRules::new(s.channels.clone()),
-        // Unbounded: the hub feeds every user's last presence in at start
-        // and looks none up in the store later.
-        offline_cache: usize::MAX,
+        offline_cache: s.offline_cache,
     }
 }

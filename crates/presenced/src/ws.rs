@@ -245,8 +245,12 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, socket: &
                     continue;
                 }
                 refused_in_a_row = 0;
-                if let Some(new_exp) = handle_text(state, socket, &text_in) {
-                    outbox.set_expiry(new_exp);
+                match handle_text(state, socket, &text_in) {
+                    Handled::Done => {}
+                    Handled::Refreshed(new_exp) => outbox.set_expiry(new_exp),
+                    // Boxed: only a watch of forgotten users waits for the
+                    // journal, and only then is that state allocated.
+                    Handled::Watch(id, frame) => Box::pin(socket.watch(id, frame)).await,
                 }
             }
         }
@@ -313,14 +317,22 @@ async fn write_queued(
     Ok(())
 }
 
-/// Handles one text frame after hello. Returns `Some(new expiry)` after a
-/// successful `refresh`.
-fn handle_text(state: &AppState, socket: &HubSocket, text_in: &str) -> Option<Option<u64>> {
+/// What [`handle_text`] did, or left to do.
+enum Handled {
+    Done,
+    /// A `refresh` succeeded: the token's new expiry.
+    Refreshed(Option<u64>),
+    /// A `watch` that must read users' last presence from the journal.
+    Watch(Option<u64>, ClientFrame),
+}
+
+/// Handles one text frame after hello.
+fn handle_text(state: &AppState, socket: &HubSocket, text_in: &str) -> Handled {
     let req = match parse_client_frame(text_in) {
         Ok(r) => r,
         Err(ParseError { id, error }) => {
             socket.outbox().reply(error_frame(id, &error));
-            return None;
+            return Handled::Done;
         }
     };
     #[cfg(test)]
@@ -332,16 +344,21 @@ fn handle_text(state: &AppState, socket: &HubSocket, text_in: &str) -> Option<Op
             Err(e) => {
                 let e = RequestError::new(ErrorCode::Unauthorized, auth_message(&e));
                 socket.outbox().reply(error_frame(req.id, &e));
-                return None;
+                return Handled::Done;
             }
         };
         let exp = claims.exp;
-        return socket
-            .refresh(req.id, claims_identity(claims))
-            .then_some(exp);
+        return if socket.refresh(req.id, claims_identity(claims)) {
+            Handled::Refreshed(exp)
+        } else {
+            Handled::Done
+        };
+    }
+    if socket.needs_recall(&req.frame) {
+        return Handled::Watch(req.id, req.frame);
     }
     socket.request(req.id, req.frame);
-    None
+    Handled::Done
 }
 
 fn rate_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
@@ -517,7 +534,14 @@ mod tests {
         assert_eq!(state.hub.counts().connections, 1, "only bob's connection");
         assert_eq!(offline_events(&mut events), 1, "one user.offline for alice");
         assert_eq!(
-            state.hub.user_detail("alice").unwrap().presence.status,
+            state
+                .hub
+                .user_detail("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .presence
+                .status,
             presenced_engine::UserStatus::Offline
         );
     }

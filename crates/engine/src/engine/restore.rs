@@ -172,4 +172,23 @@ impl Engine {
         self.shared
             .remember_offline(Arc::from(user), since, last_seen.unwrap_or(since));
     }
+
+    /// Runs `f` (a request or a read) with the last presence of `recalled`
+    /// users `(user, since, last_seen)` looked up in the store for it: every
+    /// one of them readable during `f` whatever the cache's bound, then
+    /// remembered in the cache (the users `f` made watched are kept). A
+    /// record is ignored for a user the engine knows already.
+    pub fn with_recalled<'a, R>(
+        &mut self,
+        recalled: impl IntoIterator<Item = (&'a str, u64, Option<u64>)>,
+        f: impl FnOnce(&mut Engine) -> R,
+    ) -> R {
+        for (user, since, last_seen) in recalled {
+            self.shared
+                .recall_offline(Arc::from(user), since, last_seen.unwrap_or(since));
+        }
+        let r = f(self);
+        self.shared.settle_recalled();
+        r
+    }
 }

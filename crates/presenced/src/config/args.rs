@@ -316,6 +316,10 @@ settings! {
         #[arg(long, env = "PRESENCED_OUTBOX_FRAMES", value_name = "N")]
         pub outbox_frames: Option<usize> = 1024,
 
+        /// Offline users whose last presence is kept in memory; the others are read from the store when asked for [default: 10000]
+        #[arg(long, env = "PRESENCED_OFFLINE_CACHE", value_name = "N")]
+        pub offline_cache: Option<usize> = 10_000,
+
         /// Requests per second allowed per connection [default: 50]
         #[arg(long, env = "PRESENCED_RATE_PER_SEC", value_name = "N")]
         pub rate_per_sec: Option<u32> = 50,

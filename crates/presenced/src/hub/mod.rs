@@ -13,6 +13,13 @@
 //! never sees `seq` out of order); delivery is a non-blocking queue push. The
 //! store's queue and the event feed are pushed to under the hub's lock too;
 //! neither takes it.
+//!
+//! Offline users' last presence: the engine remembers a bounded number of
+//! them. Before a read or a `watch` names users it neither has live nor
+//! remembers, the hub looks them up in the journal ([`Hub::recall`], off the
+//! lock, after a barrier so nothing queued is missed) and hands what it
+//! found to the engine for that one call (`Engine::with_recalled`), under
+//! the same lock as the read.
 
 mod outbox;
 
@@ -22,15 +29,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use presenced_engine::{
-    ClientFrame, ConnId, Effect, Effects, Engine, EngineConfig, Identity, PresenceEvent,
-    RestoredUser, SessionRecord, UserDetail, UserPresence, UserStatus,
+    ClientFrame, ConnId, Effect, Effects, Engine, EngineConfig, ErrorCode, Identity, PresenceEvent,
+    RequestError, RestoredUser, SessionRecord, UserDetail, UserPresence, UserStatus,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
 pub use self::outbox::{Outbox, Outgoing};
 use crate::clock::{now_ms, random_token};
-use crate::store::Journal;
+use crate::store::{Journal, StoredPresence};
 
 /// A socket bound to an engine connection. `socket_id` tells sockets apart
 /// when a resume binds a new socket to an existing connection.
@@ -136,10 +143,58 @@ impl Hub {
     // ----- start-up and shutdown ----------------------------------------
 
     /// Remembers offline users' last presence, as the store kept it.
-    pub fn restore_offline(&self, users: &[(String, u64, Option<u64>)]) {
+    pub fn restore_offline<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a (String, u64, Option<u64>)>,
+    ) {
         let mut g = self.lock();
         for (user, since, last_seen) in users {
             g.engine.restore_offline(user, *since, *last_seen);
+        }
+    }
+
+    /// Feeds in the last presence of the users that restored sessions watch
+    /// and the engine does not remember (call after [`Hub::restore`]; it
+    /// blocks on the journal, like the rest of start-up).
+    pub fn recall_watched(&self) -> anyhow::Result<()> {
+        let unknown = self.read(|engine, _| engine.watched_unknown());
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<String> = unknown.iter().map(|u| u.to_string()).collect();
+        let found = self.journal.last_presence(&users)?;
+        let mut g = self.lock();
+        for p in &found {
+            g.engine.restore_offline(&p.user, p.since, p.last_seen);
+        }
+        Ok(())
+    }
+
+    /// The journal's last presence of those of `users` the engine neither
+    /// has live nor remembers (empty when it knows them all), to hand to
+    /// the engine under the lock of the read that needs them ([`recalled`]).
+    /// An error when the journal cannot answer.
+    pub async fn recall<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<StoredPresence>, Unavailable> {
+        let unknown = self.read(|engine, _| engine.presence_unknown(users));
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        // What the engine forgot may still be queued for the journal.
+        if !self.journal.barrier().wait().await {
+            return Err(Unavailable);
+        }
+        let journal = self.journal.clone();
+        let users: Vec<String> = unknown.iter().map(|u| u.to_string()).collect();
+        match tokio::task::spawn_blocking(move || journal.last_presence(&users)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read users' last presence");
+                Err(Unavailable)
+            }
+            Err(_) => Err(Unavailable),
         }
     }
 
@@ -258,19 +313,30 @@ impl Hub {
 
     // ----- reads ----------------------------------------------------------
 
-    /// A user's presence with connections and channels; `None` if never seen.
-    pub fn user_detail(&self, user: &str) -> Option<UserDetail> {
-        self.read(|engine, now| engine.user_detail(now, user))
+    /// A user's presence with connections and channels; `None` if never
+    /// seen. Reads the journal for a user the engine does not remember.
+    pub async fn user_detail(&self, user: &str) -> Result<Option<UserDetail>, Unavailable> {
+        let found = self.recall([user]).await?;
+        Ok(self.change(|engine, now, _| {
+            engine.with_recalled(recalled(&found), |engine| engine.user_detail(now, user))
+        }))
     }
 
-    /// The presence of each of `users`, in the given order.
-    pub fn presence_of(&self, users: &[String]) -> Vec<(String, UserPresence)> {
-        self.read(|engine, now| {
-            users
-                .iter()
-                .map(|u| (u.clone(), engine.presence(now, u)))
-                .collect()
-        })
+    /// The presence of each of `users`, in the given order. Reads the
+    /// journal for users the engine does not remember.
+    pub async fn presence_of(
+        &self,
+        users: &[String],
+    ) -> Result<Vec<(String, UserPresence)>, Unavailable> {
+        let found = self.recall(users.iter().map(String::as_str)).await?;
+        Ok(self.change(|engine, now, _| {
+            engine.with_recalled(recalled(&found), |engine| {
+                users
+                    .iter()
+                    .map(|u| (u.clone(), engine.presence(now, u)))
+                    .collect()
+            })
+        }))
     }
 
     /// A page of users online or away (or of `status`), in id order.
@@ -451,12 +517,53 @@ impl HubSocket {
     }
 
     /// Applies one request (not `hello` or `refresh`); its reply and the
-    /// frames it produced go into outboxes.
+    /// frames it produced go into outboxes. A `watch` of users the engine
+    /// does not remember reads the journal first: await
+    /// [`HubSocket::watch`] for those (see [`HubSocket::needs_recall`]).
     pub fn request(&self, req_id: Option<u64>, frame: ClientFrame) {
+        self.apply(req_id, frame, &[]);
+    }
+
+    /// Whether `frame` is a `watch` naming users the engine neither has live
+    /// nor remembers.
+    pub fn needs_recall(&self, frame: &ClientFrame) -> bool {
+        match frame {
+            ClientFrame::Watch { users } => self.hub.read(|engine, _| {
+                !engine
+                    .presence_unknown(users.iter().map(String::as_str))
+                    .is_empty()
+            }),
+            _ => false,
+        }
+    }
+
+    /// [`HubSocket::request`] for a `watch`, after reading from the journal
+    /// the users the engine does not remember; `unavailable` when it
+    /// cannot answer (and nothing changes).
+    pub async fn watch(&self, req_id: Option<u64>, frame: ClientFrame) {
+        let found = match &frame {
+            ClientFrame::Watch { users } => self.hub.recall(users.iter().map(String::as_str)).await,
+            _ => Ok(Vec::new()),
+        };
+        match found {
+            Ok(found) => self.apply(req_id, frame, &found),
+            Err(Unavailable) => {
+                let e = RequestError::new(
+                    ErrorCode::Unavailable,
+                    "users' last presence cannot be read now; retry",
+                );
+                self.outbox.reply(presenced_engine::error_frame(req_id, &e));
+            }
+        }
+    }
+
+    fn apply(&self, req_id: Option<u64>, frame: ClientFrame, found: &[StoredPresence]) {
         let conn = self.conn;
         self.hub.change(|engine, now, fx| {
-            // A refused request is answered in `fx`; nothing else to do.
-            let _ = engine.request(now, conn, req_id, frame, fx);
+            engine.with_recalled(recalled(found), |engine| {
+                // A refused request is answered in `fx`; nothing else to do.
+                let _ = engine.request(now, conn, req_id, frame, fx);
+            });
         });
     }
 
@@ -486,4 +593,17 @@ impl Drop for HubSocket {
     fn drop(&mut self) {
         self.hub.release(self.conn, self.socket_id);
     }
+}
+
+/// The journal could not answer a read (the store is failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// The journal's records as [`Engine::with_recalled`] takes them (it
+/// ignores each for a user it knows already: live, or a record at least as
+/// new).
+fn recalled(found: &[StoredPresence]) -> impl Iterator<Item = (&str, u64, Option<u64>)> {
+    found
+        .iter()
+        .map(|p| (p.user.as_str(), p.since, p.last_seen))
 }

@@ -285,6 +285,24 @@ impl SharedPresence {
             .insert(user, OfflineRecord { since, last_seen });
     }
 
+    /// Holds an offline user's last presence looked up in the store for the
+    /// call in progress (outside the cache's bound until
+    /// [`SharedPresence::settle_recalled`]); ignored for a user who is
+    /// present or has a record already.
+    pub(crate) fn recall_offline(&mut self, user: UserId, since: u64, last_seen: u64) {
+        if self.is_known(&user) {
+            return;
+        }
+        self.offline
+            .recall(user, OfflineRecord { since, last_seen });
+    }
+
+    /// Moves what [`SharedPresence::recall_offline`] held into the cache.
+    pub(crate) fn settle_recalled(&mut self) {
+        let users = &self.users;
+        self.offline.settle(|u| users.contains_key(u));
+    }
+
     /// Keeps (or stops keeping) an offline user's last presence whatever
     /// the cache's bound: while this node watches the user.
     pub(crate) fn keep_offline(&mut self, user: &UserId, keep: bool) {

@@ -8,6 +8,11 @@
 //! bound: a watcher is told of changes, and resynced, from them. A user
 //! with no record here and no connection has a presence the caller must
 //! look up in the store and feed back in.
+//!
+//! Records looked up for one call ([`OfflineCache::recall`]) are held
+//! beside the cache, outside its bound, until [`OfflineCache::settle`]: so a
+//! `watch` or a read of more users than the bound sees every one of them,
+//! and the users it starts watching are kept.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -35,6 +40,8 @@ pub(crate) struct OfflineCache {
     next: u64,
     /// Users whose record is kept whatever the bound.
     kept: HashSet<UserId>,
+    /// Looked up for the call in progress; see [`OfflineCache::recall`].
+    recalled: HashMap<UserId, OfflineRecord>,
 }
 
 impl OfflineCache {
@@ -46,7 +53,29 @@ impl OfflineCache {
     }
 
     pub(crate) fn get(&self, user: &str) -> Option<OfflineRecord> {
-        self.entries.get(user).map(|e| e.record)
+        self.entries
+            .get(user)
+            .map(|e| e.record)
+            .or_else(|| self.recalled.get(user).copied())
+    }
+
+    /// Holds a record looked up in the store for the call in progress,
+    /// outside the bound, unless the cache has one (at least as new).
+    pub(crate) fn recall(&mut self, user: UserId, record: OfflineRecord) {
+        if !self.entries.contains_key(&user) {
+            self.recalled.insert(user, record);
+        }
+    }
+
+    /// Ends the call: the records it recalled go into the cache (the
+    /// newest; kept ones whatever the bound), except for users `skip` names
+    /// (who came online meanwhile) and users with a fresher record.
+    pub(crate) fn settle(&mut self, skip: impl Fn(&str) -> bool) {
+        for (user, record) in std::mem::take(&mut self.recalled) {
+            if !skip(&user) && !self.entries.contains_key(&user) {
+                self.insert(user, record);
+            }
+        }
     }
 
     /// Writes a record (the newest), evicting the oldest beyond the bound.
@@ -62,6 +91,7 @@ impl OfflineCache {
     }
 
     pub(crate) fn remove(&mut self, user: &str) {
+        self.recalled.remove(user);
         if let Some(Entry {
             stamp: Some(stamp), ..
         }) = self.entries.remove(user)
@@ -176,5 +206,26 @@ mod tests {
         c.keep(&w, false);
         // Released as the newest: `y` is older and goes.
         assert_eq!((c.get("w"), c.get("y")), (Some(rec(1)), None));
+    }
+
+    #[test]
+    fn recalled_records_are_outside_the_bound_until_settled() {
+        let mut c = OfflineCache::new(1);
+        c.insert(Arc::from("a"), rec(1));
+        for (i, u) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            c.recall(Arc::from(u), rec(10 + i as u64));
+        }
+        // The cache's own record wins; the others are all readable.
+        assert_eq!(
+            (c.get("a"), c.get("b"), c.get("c"), c.get("d")),
+            (Some(rec(1)), Some(rec(11)), Some(rec(12)), Some(rec(13)))
+        );
+        let w: UserId = Arc::from("c");
+        c.keep(&w, true);
+        c.settle(|u| u == "d");
+        // `c` is kept (watched), `d` came online, one of `a`/`b` fits.
+        assert_eq!(c.get("c"), Some(rec(12)));
+        assert_eq!(c.get("d"), None);
+        assert_eq!(c.len(), 2, "the kept record and one within the bound");
     }
 }
