@@ -25,7 +25,7 @@ async fn next_event_is(
     view: &mut View,
     what: &str,
     pred: impl Fn(&Value) -> bool,
-) {
+) -> Value {
     let ch = view.channel.clone();
     let f = obs.expect(what, |f| is_event(f, &ch)).await;
     assert!(
@@ -34,6 +34,7 @@ async fn next_event_is(
         obs.name
     );
     view.apply(&f);
+    f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,9 +330,14 @@ async fn max_members_rejects_the_third_user() {
         "limit_exceeded",
     )
     .await;
-    // A second tab of a member is not a new member.
+    // A second tab of a member is not a new member: its count changes.
     let mut a2 = s.user("alice").await;
     a2.ok(json!({"t": "enter", "channel": "small:1"})).await;
+    let u = next_event_is(&mut obs, &mut view, "update alice", |f| {
+        is_update(f, "small:1", "alice")
+    })
+    .await;
+    assert_eq!(u["member"]["conns"], 2, "{u}");
     // Nothing changed for carol either: her failed enter did not subscribe her.
     b.update("small:1", json!({"v": 1})).await;
     next_event_is(&mut obs, &mut view, "update bob", |f| {

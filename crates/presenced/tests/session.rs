@@ -68,38 +68,39 @@ async fn two_tabs_are_one_member_and_closing_one_sends_no_leave() {
     assert_eq!(v2.members.len(), 1, "{:?}", v2.members);
 
     // Tab 1 closes its socket (not bye). After its grace window passes the
-    // member has conns 1 again; wait for that state.
+    // member has conns 1 again, and every subscriber is told.
     tab1.close().await;
-    let deadline = Instant::now() + Duration::from_secs(6);
-    loop {
-        let v = obs2.view("room:1").await;
-        let m = v.members.get("alice").cloned();
+    let mut v2 = v2;
+    while v2.members["alice"]["conns"] != 1 {
+        let f = obs2
+            .expect("an event about alice", |f| mentions_user(f, "alice"))
+            .await;
+        v2.apply(&f);
         assert!(
-            m.is_some(),
-            "alice left while her second tab is still in: {:?}",
-            v.members
+            v2.members.contains_key("alice"),
+            "alice left while her second tab is still in: {f}"
         );
-        if m.unwrap()["conns"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "conns never went back to 1 after grace"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The observer saw nothing about alice: no leave, and no update for a
-    // change of the connection count alone.
-    let seen = obs
-        .expect_none("any event about alice", Duration::from_millis(200), |f| {
-            mentions_user(f, "alice")
-        })
-        .await;
-    for f in &seen {
-        view.apply(f);
+    // The observer saw no leave and no join: only alice's connection
+    // count, 2 and then 1 (docs/protocol.md §1).
+    let mut counts = Vec::new();
+    while counts.len() < 2 {
+        let f = obs
+            .expect("an update of alice's count", |f| mentions_user(f, "alice"))
+            .await;
+        assert_eq!(f["t"], "update", "no leave, no join: {f}");
+        view.apply(&f);
+        counts.push(f["member"]["conns"].clone());
     }
-    assert!(view.members.contains_key("alice"));
+    assert_eq!(counts, [json!(2), json!(1)]);
+    obs.expect_none(
+        "another event about alice",
+        Duration::from_millis(200),
+        |f| mentions_user(f, "alice"),
+    )
+    .await;
+    assert_eq!(view.members["alice"]["conns"], 1);
     drop(tab2);
 }
 

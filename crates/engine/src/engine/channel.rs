@@ -14,8 +14,18 @@ use crate::protocol::Frame;
 #[derive(Debug)]
 pub(super) enum Pending {
     Joined,
-    Updated { old: Member },
-    Left { old: Member, reason: Reason },
+    Updated {
+        old: Member,
+    },
+    /// Only the member's connection count changed; `was` is the count as of
+    /// the last flush (its data and `since` are as they are now).
+    Conns {
+        was: u32,
+    },
+    Left {
+        old: Member,
+        reason: Reason,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,10 +90,20 @@ impl Channel {
         use Pending::*;
         let next = match (self.pending.remove(user), change) {
             (None, c) => Some(c),
-            (Some(Joined), Joined | Updated { .. }) => Some(Joined),
+            (Some(Joined), Joined | Updated { .. } | Conns { .. }) => Some(Joined),
             (Some(Joined), Left { .. }) => None,
-            (Some(Updated { old }), Joined | Updated { .. }) => Some(Updated { old }),
+            (Some(Updated { old }), Joined | Updated { .. } | Conns { .. }) => {
+                Some(Updated { old })
+            }
             (Some(Updated { old }), Left { reason, .. }) => Some(Left { old, reason }),
+            (Some(Conns { was }), Joined | Conns { .. }) => Some(Conns { was }),
+            (Some(Conns { was }), Updated { old }) => Some(Updated {
+                old: Member { conns: was, ..old },
+            }),
+            (Some(Conns { was }), Left { old, reason }) => Some(Left {
+                old: Member { conns: was, ..old },
+                reason,
+            }),
             (Some(Left { old, .. }), _) => Some(Updated { old }),
         };
         if let Some(next) = next {

@@ -171,19 +171,25 @@ impl Engine {
     /// members leave with reason `kicked`, the user goes offline now.
     pub fn kick_user(&mut self, now: u64, user: &str, out: &mut Effects) -> usize {
         let conns = self.user_conns.get(user).cloned().unwrap_or_default();
-        for &conn in &conns {
-            let live = self.conns.get(&conn).is_some_and(|c| c.detached.is_none());
-            // No status recompute between removals: the user goes straight
-            // to offline, never through a passing `away`.
-            self.remove_conn_inner(now, conn, Reason::Kicked, false, out);
-            if live {
-                out.items.push(Effect::Close {
-                    conn,
-                    code: 4409,
-                    reason: "kicked",
-                });
+        // Members leave once, not a connection count at a time.
+        self.deferring(now, out, |engine, out| {
+            for &conn in &conns {
+                let live = engine
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.detached.is_none());
+                // No status recompute between removals: the user goes
+                // straight to offline, never through a passing `away`.
+                engine.remove_conn_inner(now, conn, Reason::Kicked, false, out);
+                if live {
+                    out.items.push(Effect::Close {
+                        conn,
+                        code: 4409,
+                        reason: "kicked",
+                    });
+                }
             }
-        }
+        });
         conns.len()
     }
 

@@ -10,7 +10,9 @@ use super::shared::{Member, MemberChange, MemberOutcome};
 use super::timer::{Timer, set_timer};
 use super::*;
 use crate::protocol::Frame;
-use crate::protocol::out::{Change, MemberView, event_frame, occupancy_frame, snapshot_frames};
+use crate::protocol::out::{
+    Change, MemberView, event_frame, member_view, occupancy_frame, snapshot_frames,
+};
 use crate::rules::ChannelRule;
 
 impl Engine {
@@ -24,23 +26,28 @@ impl Engine {
         reason: Reason,
         out: &mut Effects,
     ) {
+        let was = self.shared.members(name).get(user).map(|m| m.conns);
         let outcome = self.shared.leave(name, user);
         if !outcome.conns_changed {
             return;
         }
-        self.member_changed(now, name, user, outcome, reason, out);
+        self.member_changed(now, name, user, outcome, was, reason, out);
         self.drop_channel_if_empty(name);
     }
 
     /// Announces what the shared state reports for a member of a channel:
     /// the event, the netted change for the channel's next frame, and the
-    /// occupancy. `reason` is for a member that left.
+    /// occupancy. `conns_was` is the member's connection count before the
+    /// change (a change of it alone is sent as an `update`, and is no
+    /// event); `reason` is for a member that left.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn member_changed(
         &mut self,
         now: u64,
         name: &ChannelName,
         user: &UserId,
         outcome: MemberOutcome,
+        conns_was: Option<u32>,
         reason: Reason,
         out: &mut Effects,
     ) {
@@ -55,9 +62,15 @@ impl Engine {
             // left member is shown as of the last flush).
             ch.snapshot = [None, None];
         }
-        let changed = outcome.change.is_some();
+        let changed = outcome.change.is_some() || outcome.conns_changed;
         match outcome.change {
-            None => {}
+            None => {
+                if outcome.conns_changed
+                    && let Some(was) = conns_was
+                {
+                    ch.note(user, Pending::Conns { was });
+                }
+            }
             Some(MemberChange::Joined { data }) => {
                 out.event(PresenceEvent::MemberJoined {
                     user: user.clone(),
@@ -105,6 +118,18 @@ impl Engine {
         let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
+        if let Some(due) = &mut self.deferred
+            && ch
+                .pending
+                .values()
+                .all(|p| matches!(p, Pending::Conns { .. }))
+        {
+            // Counts only, so far: what follows may net them away.
+            if !due.contains(name) {
+                due.push(name.clone());
+            }
+            return;
+        }
         if ch.window_until.is_some() || ch.pending.is_empty() {
             return;
         }
@@ -120,6 +145,24 @@ impl Engine {
             ch.window_until = Some(until);
             self.set_timer(until, Timer::Window(name.clone()), out);
         }
+    }
+
+    /// Runs `f` with changes of connection counts held back until it is
+    /// done (a member change is sent as usual, netted with them), then sends
+    /// (or collects) what is left of them.
+    pub(super) fn deferring<R>(
+        &mut self,
+        now: u64,
+        out: &mut Effects,
+        f: impl FnOnce(&mut Engine, &mut Effects) -> R,
+    ) -> R {
+        let outer = self.deferred.replace(Vec::new());
+        let r = f(self, out);
+        let due = std::mem::replace(&mut self.deferred, outer).unwrap_or_default();
+        for name in due {
+            self.changed(now, &name, out);
+        }
+        r
     }
 
     pub(super) fn window_ends(&mut self, now: u64, name: &ChannelName, out: &mut Effects) {
@@ -154,7 +197,12 @@ impl Engine {
             return;
         };
         let rule = cfg.rules.rule_for(name);
-        let pending = std::mem::take(&mut ch.pending);
+        let mut pending = std::mem::take(&mut ch.pending);
+        // A count that went back to what subscribers were shown is no change.
+        pending.retain(|user, p| match p {
+            Pending::Conns { was } => members.get(user).is_some_and(|m| m.conns != *was),
+            _ => true,
+        });
         if pending.is_empty() {
             return;
         }
@@ -322,7 +370,7 @@ fn channel_event(
             let member = || members.get(user).map(|m| m.view(user, public));
             match p {
                 Pending::Joined => Change::Joined(member()),
-                Pending::Updated { .. } => Change::Updated(member()),
+                Pending::Updated { .. } | Pending::Conns { .. } => Change::Updated(member()),
                 Pending::Left { reason, .. } => Change::Left {
                     user,
                     reason: *reason,
@@ -348,6 +396,9 @@ fn channel_snapshot(
             Some(Pending::Joined) => {}
             Some(Pending::Updated { old }) | Some(Pending::Left { old, .. }) => {
                 members.push(old.view(user, public))
+            }
+            Some(Pending::Conns { was }) => {
+                members.push(member_view(user, &m.data, *was, m.since, public))
             }
             None => members.push(m.view(user, public)),
         }

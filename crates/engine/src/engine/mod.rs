@@ -70,6 +70,10 @@ pub struct Engine {
     watchers: HashMap<UserId, HashSet<ConnId>>,
     sessions: HashMap<Arc<str>, ConnId>,
     timers: BTreeSet<(u64, Timer)>,
+    /// While one input removes several connections at once (a kick): the
+    /// channels whose count changes wait until it is done, so that they go
+    /// out netted (a member leaving, not a count dropping first).
+    deferred: Option<Vec<ChannelName>>,
 }
 
 impl Engine {
@@ -84,6 +88,7 @@ impl Engine {
             watchers: HashMap::new(),
             sessions: HashMap::new(),
             timers: BTreeSet::new(),
+            deferred: None,
         }
     }
 

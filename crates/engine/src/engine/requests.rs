@@ -332,12 +332,13 @@ impl Engine {
             .get_mut(&conn)
             .expect("request from a known conn");
         let new_conn_in_channel = c.enter(&name);
+        let was = self.shared.members(&name).get(&user).map(|m| m.conns);
         let outcome = self
             .shared
             .enter(now, &name, &user, new_conn_in_channel, data, || {
                 Self::member_data(c, Map::new())
             });
-        self.member_changed(now, &name, &user, outcome, Reason::Left, out);
+        self.member_changed(now, &name, &user, outcome, was, Reason::Left, out);
         Ok(())
     }
 
@@ -365,7 +366,7 @@ impl Engine {
             change,
             conns_changed: false,
         };
-        self.member_changed(now, name, &user, outcome, Reason::Left, out);
+        self.member_changed(now, name, &user, outcome, None, Reason::Left, out);
         Ok(())
     }
 

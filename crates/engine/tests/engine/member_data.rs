@@ -98,8 +98,14 @@ fn enter_again_and_update_semantics() {
     d.ok(a, enter(3, "room:1"));
     assert!(d.take(o).is_empty());
     assert_eq!(d.last_frames(a)[0]["t"], "sync");
-    // Another tab entering without data keeps the data.
+    // Another tab entering without data keeps the data; subscribers are
+    // told the member's new connection count.
     d.ok(b, enter(4, "room:1"));
+    let u = d.take_t(o, "update");
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0]["member"]["conns"], 2);
+    assert_eq!(u[0]["member"]["data"], json!({"v": 1}));
+    d.tick(100);
     d.ok(o, subscribe(5, "room:1"));
     assert_eq!(
         d.take_t(o, "sync")[0]["members"][0]["data"],
@@ -113,8 +119,11 @@ fn enter_again_and_update_semantics() {
     // leave keeps the subscription; the user stays while another tab is in.
     d.tick(100);
     d.ok(a, leave(8, "room:1"));
-    assert!(d.take(o).is_empty());
+    let u = d.take_t(o, "update");
+    assert_eq!(u.len(), 1, "one connection fewer: {u:?}");
+    assert_eq!(u[0]["member"]["conns"], 1);
     assert_eq!(d.eng.occupancy("room:1"), Some((1, 1)));
+    d.tick(100);
     d.ok(b, json!({"t": "unsubscribe", "id": 9, "channel": "room:1"}));
     assert_eq!(d.take_t(o, "leave")[0]["reason"], "left");
     d.tick(100);

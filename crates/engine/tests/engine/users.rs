@@ -17,8 +17,19 @@ fn two_conns_of_one_user_are_one_member() {
     assert_eq!(f[0]["member"]["conns"], 1);
     d.tick(100);
     d.ok(a2, enter(2, "room:1"));
-    // A connection count change alone sends no update.
-    assert!(event_frames(&d.take(o)).is_empty());
+    // A connection count change is sent as an update (and is no event).
+    let f = event_frames(&d.take(o));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["t"], "update");
+    assert_eq!(f[0]["member"]["conns"], 2);
+    assert_eq!(f[0]["member"]["data"], json!({"x": 1}));
+    assert!(
+        !d.take_events()
+            .iter()
+            .any(|e| matches!(e, presenced_engine::PresenceEvent::MemberUpdated { .. })),
+        "a count is not a member.updated"
+    );
+    d.tick(100);
     assert_eq!(d.eng.member_ids("room:1"), vec!["u1"]);
     assert_eq!(d.eng.occupancy("room:1"), Some((1, 2)));
     // A fresh snapshot shows one member with two connections, data kept.
@@ -28,11 +39,17 @@ fn two_conns_of_one_user_are_one_member() {
     assert_eq!(sync[0]["members"][0]["conns"], 2);
     assert_eq!(sync[0]["members"][0]["data"], json!({"x": 1}));
 
-    // One goes away and its grace expires: still a member, nobody sees a thing.
+    // One goes away and its grace expires: still a member, and only its
+    // count changes.
     d.disconnect(a1);
     d.run_for(1_500, 100);
     assert!(!d.eng.has_conn(a1));
-    assert!(d.take(o).is_empty());
+    let f = event_frames(&d.take(o));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (&f[0]["t"], &f[0]["member"]["conns"]),
+        (&json!("update"), &json!(1))
+    );
     assert_eq!(d.eng.member_ids("room:1"), vec!["u1"]);
     assert_eq!(d.eng.occupancy("room:1"), Some((1, 1)));
     assert_eq!(d.eng.presence(d.now, "u1").status, UserStatus::Online);
@@ -280,6 +297,52 @@ fn bye_leaves_other_connections_alone() {
     assert!(d.take_events().is_empty());
     assert_eq!(d.eng.occupancy("room:1"), Some((1, 1)));
     assert_eq!(d.eng.presence(d.now, "u1").status, UserStatus::Online);
+}
+
+#[test]
+fn connection_counts_are_coalesced_and_netted_like_any_change() {
+    let mut d = Driver::new(cfg());
+    let o = observer(&mut d, "obs", "room:1");
+    let a1 = d.hello("u1");
+    let a2 = d.hello("u1");
+    let a3 = d.hello("u1");
+    // The join goes at once and opens a window (a burst of one).
+    d.ok(a1, enter(1, "room:1"));
+    assert_eq!(event_frames(&d.take(o)).len(), 1);
+    d.ok(a2, enter(1, "room:1"));
+    assert!(event_frames(&d.take(o)).is_empty(), "held in the window");
+    // A subscriber who comes now is shown the count as of the last frame,
+    // and brought up to date by the window's update.
+    let late = observer_keep(&mut d, "late", "room:1");
+    assert_eq!(late["members"][0]["conns"], 1, "{late}");
+    d.tick(50);
+    let f = event_frames(&d.take(o));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (&f[0]["t"], &f[0]["member"]["conns"]),
+        (&json!("update"), &json!(2))
+    );
+    // Inside the next window a count that goes up and back down is no change.
+    d.ok(a3, enter(1, "room:1"));
+    d.ok(a3, leave(2, "room:1"));
+    d.tick(50);
+    d.tick(50);
+    assert!(event_frames(&d.take(o)).is_empty());
+    assert_eq!(d.eng.occupancy("room:1"), Some((1, 2)));
+    // A kick of every connection is one leave, not counts dropping first.
+    d.kick("u1");
+    let f = event_frames(&d.take(o));
+    d.tick(50);
+    let f: Vec<Value> = f.into_iter().chain(event_frames(&d.take(o))).collect();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["t"], "leave");
+}
+
+/// An observer connection subscribed to `ch`; returns its `sync`.
+fn observer_keep(d: &mut Driver, name: &str, ch: &str) -> Value {
+    let o = d.hello(name);
+    d.ok(o, subscribe(1, ch));
+    d.take_t(o, "sync").remove(0)
 }
 
 #[test]
