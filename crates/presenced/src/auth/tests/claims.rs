@@ -1,0 +1,172 @@
+//! Reading the header and checking the claims of a token.
+
+use super::*;
+
+#[test]
+fn every_hmac_algorithm_verifies() {
+    let v = secret_verifier();
+    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+        let token = hs(alg, SECRET, &json!({"sub": "alice", "exp": future()}));
+        let claims = v.verify(&token).unwrap();
+        assert_eq!(claims.sub, "alice", "{alg:?}");
+        assert!(claims.exp.is_some());
+    }
+}
+
+#[test]
+fn exp_is_optional() {
+    let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "alice"}));
+    let claims = secret_verifier().verify(&token).unwrap();
+    assert_eq!(claims.exp, None);
+    assert_eq!(claims.info, None);
+    assert_eq!(claims.channels, None);
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let v = TokenVerifier::new(Some(SECRET), Some(&fixture("rsa_public.pem"))).unwrap();
+    for alg in ["none", "None", "NONE"] {
+        let token = raw_token(
+            &json!({"alg": alg, "typ": "JWT"}),
+            &json!({"sub": "mallory"}),
+            b"",
+        );
+        assert_eq!(
+            v.verify(&token),
+            Err(AuthError::AlgorithmNotAllowed),
+            "{alg}"
+        );
+    }
+    let unknown = raw_token(&json!({"alg": "HS1"}), &json!({"sub": "m"}), b"x");
+    assert_eq!(v.verify(&unknown), Err(AuthError::AlgorithmNotAllowed));
+}
+
+#[test]
+fn expired_is_refused_without_leeway() {
+    let v = secret_verifier();
+    let now = unix_now();
+    for exp in [now - 3600, now - 1, now] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "exp": exp}));
+        assert_eq!(v.verify(&token), Err(AuthError::Expired), "exp {exp}");
+    }
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "exp": now + 5}),
+    );
+    assert!(v.verify(&token).is_ok());
+}
+
+#[test]
+fn bad_exp_is_malformed() {
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "exp": "tomorrow"}),
+    );
+    assert_eq!(secret_verifier().verify(&token), Err(AuthError::Malformed));
+}
+
+#[test]
+fn wrong_secret_is_refused() {
+    let token = hs(Algorithm::HS256, "another secret", &json!({"sub": "a"}));
+    assert_eq!(
+        secret_verifier().verify(&token),
+        Err(AuthError::BadSignature)
+    );
+}
+
+#[test]
+fn subject_is_required_and_bounded() {
+    let v = secret_verifier();
+    for claims in [
+        json!({}),
+        json!({"sub": ""}),
+        json!({"sub": 42}),
+        json!({"sub": null}),
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(v.verify(&token), Err(AuthError::MissingSubject), "{claims}");
+    }
+    let long = hs(Algorithm::HS256, SECRET, &json!({"sub": "x".repeat(201)}));
+    assert_eq!(v.verify(&long), Err(AuthError::SubjectTooLong));
+    let max = hs(Algorithm::HS256, SECRET, &json!({"sub": "x".repeat(200)}));
+    assert!(v.verify(&max).is_ok());
+}
+
+#[test]
+fn info_and_channels_are_carried() {
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({
+            "sub": "alice",
+            "info": {"name": "Alice", "avatar": "a.png"},
+            "channels": ["room:*", "doc:1"],
+            "aud": "somebody-else",
+            "iss": "whoever",
+        }),
+    );
+    let claims = secret_verifier().verify(&token).unwrap();
+    assert_eq!(
+        Value::Object(claims.info.unwrap()),
+        json!({"name": "Alice", "avatar": "a.png"})
+    );
+    assert_eq!(claims.channels.unwrap(), vec!["room:*", "doc:1"]);
+}
+
+#[test]
+fn wrongly_typed_info_or_channels_are_malformed() {
+    let v = secret_verifier();
+    for claims in [
+        json!({"sub": "a", "info": "Alice"}),
+        json!({"sub": "a", "info": ["Alice"]}),
+        json!({"sub": "a", "channels": "room:*"}),
+        json!({"sub": "a", "channels": ["room:*", 7]}),
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(v.verify(&token), Err(AuthError::Malformed), "{claims}");
+    }
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let v = secret_verifier();
+    for token in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "!!!.e30.",
+        "e30.e30.",
+        &raw_token(
+            &json!({"alg": "HS256", "crit": ["b64"]}),
+            &json!({"sub": "a"}),
+            b"",
+        ),
+    ] {
+        assert_eq!(v.verify(token), Err(AuthError::Malformed), "{token:?}");
+    }
+    let good = hs(Algorithm::HS256, SECRET, &json!({"sub": "a"}));
+    let (rest, _) = good.rsplit_once('.').unwrap();
+    assert_eq!(
+        v.verify(&format!("{rest}.not base64!")),
+        Err(AuthError::Malformed)
+    );
+}
+
+#[test]
+fn errors_say_little() {
+    for e in [
+        AuthError::Malformed,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::AlgorithmNotAllowed,
+        AuthError::MissingSubject,
+        AuthError::SubjectTooLong,
+        AuthError::UnknownKey,
+    ] {
+        let s = e.to_string();
+        assert!(s.len() < 60 && !s.contains("key"), "{s}");
+    }
+}
