@@ -21,7 +21,7 @@ import type { ChannelHandle } from "./channel.js";
 import { createClient, type PresenceClient } from "./client.js";
 import type { Off } from "./emitter.js";
 import type { ClientOptions } from "./options.js";
-import type { Member, MemberData, Occupancy, PresenceEntry } from "./protocol.js";
+import type { Member, MemberData, MemberDataShape, Occupancy, PresenceEntry } from "./protocol.js";
 import type { TokenProvider, TokenSource } from "./token.js";
 import type { ConnectionState } from "./link/link.js";
 
@@ -91,18 +91,19 @@ export function useConnectionState(): ConnectionState {
 /**
  * Members of a channel. With `data` the current user enters the channel with
  * that data (and updates it when `data` changes, compared by value);
- * without, it only subscribes.
+ * without, it only subscribes. `D` types the members' data (an interface or
+ * type alias of a JSON object).
  */
-export function useChannelMembers(channel: string, data?: MemberData): Member[] {
+export function useChannelMembers<D extends MemberDataShape<D> = MemberData>(channel: string, data?: D): Member<D>[] {
   const client = usePresenceClient();
   const entering = data !== undefined;
   const dataRef = useRef(data);
   dataRef.current = data;
-  const held = useRef<ChannelHandle | null>(null);
+  const held = useRef<ChannelHandle<D> | null>(null);
 
   useEffect(() => {
     if (!client) return;
-    const handle = client.channel(channel);
+    const handle = client.channel<D>(channel);
     held.current = handle;
     void (entering ? handle.enter(dataRef.current) : handle.subscribe());
     return () => {
@@ -117,7 +118,7 @@ export function useChannelMembers(channel: string, data?: MemberData): Member[] 
     if (dataRef.current !== undefined) void held.current?.enter(dataRef.current);
   }, [dataKey]);
 
-  return useChannelValue(client, channel, "members", (handle) => handle.members(), NO_MEMBERS);
+  return useChannelValue(client, channel, "members", (handle) => handle.members(), NO_MEMBERS) as Member<D>[];
 }
 
 /** Occupancy of a channel (subscribes with `occupancy: true`); null until the first update. */

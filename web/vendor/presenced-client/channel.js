@@ -6,6 +6,11 @@ export function releasedClient() {
     rejected.catch(() => { });
     return rejected;
 }
+/**
+ * A handle on a channel whose members' data has type `D` (any JSON object
+ * type, interfaces included) and whose messages have type `M`. The types are
+ * the application's word: the server checks neither.
+ */
 export class ChannelHandle {
     constructor(owner, name) {
         this.owner = owner;
@@ -87,11 +92,11 @@ export class ChannelHandle {
     }
     /** Sends an ephemeral message to the channel's other subscribers. */
     async publish(data) {
-        await this.connection.request({ t: "publish", channel: this.name, data });
+        await this.connection.request({ t: "publish", channel: this.name, data: data });
     }
     /** Current members, as a stable array (the same array until the member set changes). */
     members() {
-        return this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS;
+        return (this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS);
     }
     /** Latest occupancy, if subscribed with `occupancy: true` and received. */
     occupancy() {

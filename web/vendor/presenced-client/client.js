@@ -78,7 +78,11 @@ export class PresenceClient {
     get released() {
         return this.releasedValue;
     }
-    /** A new handle on a channel. Each handle is one reference; release it when done. */
+    /**
+     * A new handle on a channel. Each handle is one reference; release it when
+     * done. `D` types the members' data (an interface or type alias of a JSON
+     * object; default `MemberData`), `M` the channel's messages (default `Json`).
+     */
     channel(name) {
         return new ChannelHandle(this, name);
     }
