@@ -125,7 +125,7 @@ export class PresenceClient implements HandleOwner {
   /** Sets this connection's status; kept across reconnects. */
   setStatus(status: OwnStatus): Promise<void> {
     if (this.releasedValue) return releasedClient();
-    return this.connection.sync.setStatus(status);
+    return this.connection.setOwnStatus(status);
   }
 
   on<K extends keyof ConnectionEvents>(event: K, listener: Listener<ConnectionEvents[K]>): Off {

@@ -111,7 +111,7 @@ export class PresenceClient {
     setStatus(status) {
         if (this.releasedValue)
             return releasedClient();
-        return this.connection.sync.setStatus(status);
+        return this.connection.setOwnStatus(status);
     }
     on(event, listener) {
         if (this.releasedValue)

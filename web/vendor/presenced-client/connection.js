@@ -59,7 +59,7 @@ export class Connection {
             error: (error) => this.events.emit("error", error),
         });
         this.away = new AwayTracker(options.document, clock, options.awayAfterHiddenMs, (away) => {
-            void this.sync.setAutoAway(away);
+            void this.ownStatusChange(() => this.sync.setAutoAway(away));
         });
         this.wireLink();
         this.link.start();
@@ -128,6 +128,17 @@ export class Connection {
     }
     status(user) {
         return this.statuses.get(user);
+    }
+    /** Sets the status asked for; emits `ownStatus` if that changes the status. */
+    setOwnStatus(status) {
+        return this.ownStatusChange(() => this.sync.setStatus(status));
+    }
+    ownStatusChange(change) {
+        const before = this.sync.status;
+        const done = change();
+        if (this.sync.status !== before)
+            this.events.emit("ownStatus", this.sync.status);
+        return done;
     }
     // ------------------------------------------------------------------ internals
     wireLink() {
