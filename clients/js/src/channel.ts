@@ -89,6 +89,8 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
   enter(data?: D): Promise<void> {
     if (this.owner.released) return releasedClient();
     const { sync } = this.connection;
+    // New data for a channel already entered is an update, throttled as `update` is.
+    const updating = data !== undefined && sync.isEntered(this.name) && this.holdsEntry && !this.sameData(data);
     if (!this.holdsSubscription) {
       this.holdsSubscription = true;
       sync.holdSubscription(this.name, false);
@@ -99,17 +101,29 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
     }
     this.owner.track(this);
     if (data !== undefined) sync.setData(this.name, data as unknown as MemberData);
-    return sync.syncChannel(this.name);
+    return updating ? this.connection.updates.schedule(this.name) : sync.syncChannel(this.name);
   }
 
-  /** Replaces this user's member data. The channel must have been entered (by any handle). */
+  /**
+   * Replaces this user's member data. The channel must have been entered (by
+   * any handle). Throttled per channel (the client's `updateThrottleMs`,
+   * default 100 ms): within the interval after an update only the latest
+   * data is sent, when it ends; the promise resolves once the server
+   * confirmed the data that went out.
+   */
   update(data: D): Promise<void> {
     const { sync } = this.connection;
     if (!sync.isEntered(this.name)) {
       return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
     }
+    // The same data again sends nothing: no need to wait for the throttle.
+    const same = this.sameData(data);
     sync.setData(this.name, data as unknown as MemberData);
-    return sync.syncChannel(this.name);
+    return same ? sync.syncChannel(this.name) : this.connection.updates.schedule(this.name);
+  }
+
+  private sameData(data: D): boolean {
+    return this.connection.sync.hasData(this.name, data as unknown as MemberData);
   }
 
   /**

@@ -21,6 +21,7 @@ import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
 import { StateSync, type OwnStatus } from "./state-sync.js";
+import { UpdateThrottle } from "./throttle.js";
 import { TokenRefresher, isProvider } from "./token.js";
 
 export interface ConnectionEvents {
@@ -54,6 +55,8 @@ export interface ConnectionExtras {
 export class Connection {
   readonly events = new Emitter<ConnectionEvents>();
   readonly sync: StateSync;
+  /** Throttles member data updates per channel (see the `updateThrottleMs` option). */
+  readonly updates: UpdateThrottle;
   private readonly link: Link;
   private readonly observer: ConnectionObserver;
   private readonly requests: RequestTracker;
@@ -94,6 +97,7 @@ export class Connection {
       },
       { clock, waitTimeoutMs: options.requestTimeoutMs, guest: options.token === null },
     );
+    this.updates = new UpdateThrottle(clock, options.updateThrottleMs, (channel) => this.sync.syncChannel(channel));
     this.refresher = new TokenRefresher(
       isProvider(options.token) ? options.token : null,
       clock,

@@ -18,6 +18,7 @@ import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
 import { StateSync } from "./state-sync.js";
+import { UpdateThrottle } from "./throttle.js";
 import { TokenRefresher, isProvider } from "./token.js";
 export class Connection {
     constructor(options, 
@@ -52,6 +53,7 @@ export class Connection {
                     this.statuses.delete(user);
             },
         }, { clock, waitTimeoutMs: options.requestTimeoutMs, guest: options.token === null });
+        this.updates = new UpdateThrottle(clock, options.updateThrottleMs, (channel) => this.sync.syncChannel(channel));
         this.refresher = new TokenRefresher(isProvider(options.token) ? options.token : null, clock, options.refreshBeforeExpiryMs, {
             send: (token) => this.requests.send({ t: "refresh", token }),
             accepted: (token) => this.link.tokenRefreshed(token),
