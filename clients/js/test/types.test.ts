@@ -1,6 +1,7 @@
 // Type tests: `npm run typecheck` compiles this file, so a `@ts-expect-error`
 // that no longer errs, or an `expectTypeOf` that no longer holds, fails it.
 import { describe, expectTypeOf, it } from "vitest";
+import WebSocket from "ws";
 import {
   createClient,
   type ChannelHandle,
@@ -79,6 +80,10 @@ function typeOnly(): void {
   expectTypeOf(useChannelMembers("lobby")).toEqualTypeOf<Member<MemberData>[]>();
   // @ts-expect-error a Date is not JSON
   useChannelMembers("room:1", { when: new Date() });
+
+  // The `ws` package's WebSocket and the DOM's are accepted as the WebSocket implementation.
+  createClient({ url: "ws://x", token: null, WebSocket });
+  createClient({ url: "ws://x", token: null, WebSocket: globalThis.WebSocket });
 }
 
 describe("types", () => {
