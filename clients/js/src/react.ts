@@ -53,7 +53,8 @@ interface OwnClient {
 /**
  * Makes a client available to the hooks below. With `url` and `token` it
  * creates the client in its first render (so that `useClient()` has it at
- * once; not during server rendering) and releases it on unmount (or when
+ * once), except where there is no `window` (server rendering; React in Node
+ * gets it after mounting), and releases it on unmount (or when
  * `url`, the static token, or the token's kind changes). A provider token
  * function may change identity on every render: the latest one is called.
  */
@@ -68,8 +69,11 @@ export function PresenceProvider(props: PresenceProviderProps): ReactElement {
   const tokenKey = typeof token === "function" ? tokenProviderKey : (token ?? null);
   const key = [url, tokenKey];
 
+  const wanted = !given && url !== undefined;
+  // Without a window (server rendering, but also React in Node) the client is made by the effect below.
+  const [effectsRun, setEffectsRun] = useState(false);
   let slot: OwnClient | null = null;
-  if (!given && url !== undefined && !onServer()) {
+  if (wanted && (effectsRun || !onServer())) {
     slot = own.current;
     if (!slot || slot.client.released || !sameKey(slot.key, key)) {
       const source: TokenSource =
@@ -79,6 +83,10 @@ export function PresenceProvider(props: PresenceProviderProps): ReactElement {
       releaseIfNeverHeld(slot);
     }
   }
+
+  useEffect(() => {
+    if (wanted && !slot) setEffectsRun(true);
+  }, [wanted, slot]);
 
   useEffect(() => {
     if (!slot) return;
@@ -359,7 +367,7 @@ export function useSelf<D extends MemberDataShape<D> = MemberData, T = Member<D>
     if (user === undefined || user === null) return null;
     return members.find((member) => member.user === user) ?? null;
   };
-  return useSelectedMembers<D, T>(client, channel, (members) => {
+  return useSelectedMembers<D, T>(client, channel, select, (members) => {
     const self = pick(members);
     return select ? select(self) : (self as T);
   }, isEqual);
@@ -379,7 +387,7 @@ export function useOthers<D extends MemberDataShape<D> = MemberData, T = Member<
 ): T {
   const client = usePresenceClient();
   useSubscription(client, channel);
-  return useSelectedMembers<D, T>(client, channel, (members) => {
+  return useSelectedMembers<D, T>(client, channel, select, (members) => {
     const user = client?.user;
     const others = members.filter((member) => member.user !== user);
     return select ? select(others) : (others as T);
@@ -396,10 +404,16 @@ function useSubscription(client: PresenceClient | null, channel: string): void {
   }, [client, channel]);
 }
 
-/** A value computed from a channel's members, kept (same identity) while `isEqual` says it did not change. */
+/**
+ * A value computed from a channel's members, kept (same identity) while
+ * `isEqual` says it did not change. It is computed again when the members,
+ * the user or the application's `select` function change (so a selector that
+ * reads props is never stale).
+ */
 function useSelectedMembers<D extends MemberDataShape<D>, T>(
   client: PresenceClient | null,
   channel: string,
+  select: unknown,
   compute: (members: Member<D>[]) => T,
   isEqual: (a: T, b: T) => boolean,
 ): T {
@@ -407,7 +421,9 @@ function useSelectedMembers<D extends MemberDataShape<D>, T>(
   computeRef.current = compute;
   const isEqualRef = useRef(isEqual);
   isEqualRef.current = isEqual;
-  const last = useRef<{ members: Member<D>[]; user: string | null | undefined; value: T } | null>(null);
+  const last = useRef<{ members: Member<D>[]; user: string | null | undefined; select: unknown; value: T } | null>(
+    null,
+  );
   const reader = useMemo(() => client?.channel<D>(channel) ?? null, [client, channel]);
   const subscribe = useCallback(
     (onChange: () => void) => {
@@ -426,13 +442,13 @@ function useSelectedMembers<D extends MemberDataShape<D>, T>(
     const members = reader ? reader.members() : (NO_MEMBERS as Member<D>[]);
     const user = client?.user;
     const prev = last.current;
-    if (prev && prev.members === members && prev.user === user) return prev.value;
+    if (prev && prev.members === members && prev.user === user && prev.select === select) return prev.value;
     const value = computeRef.current(members);
     if (prev && isEqualRef.current(prev.value, value)) {
-      last.current = { members, user, value: prev.value };
+      last.current = { members, user, select, value: prev.value };
       return prev.value;
     }
-    last.current = { members, user, value };
+    last.current = { members, user, select, value };
     return value;
   };
   return useSyncExternalStore(subscribe, snapshot, snapshot);

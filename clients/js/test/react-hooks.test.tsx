@@ -1,6 +1,7 @@
 // @vitest-environment jsdom
 import { act, cleanup, render } from "@testing-library/react";
 import { StrictMode, type ReactNode } from "react";
+import type { ClientOptions } from "../src/index.js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { MessageEvent, PresenceClient } from "../src/index.js";
 import {
@@ -13,7 +14,7 @@ import {
   usePublish,
   useSelf,
 } from "../src/react.js";
-import { FakeWebSocket, flush, member } from "./helpers.js";
+import { FakeEventSource, FakeWebSocket, flush, member } from "./helpers.js";
 
 let sockets: FakeWebSocket[] = [];
 class TestSocket extends FakeWebSocket {
@@ -28,10 +29,10 @@ let n = 0;
 let url = "";
 const options = { WebSocket: TestSocket, storage: null, window: null, document: null, random: () => 0.5 };
 
-function App({ children }: { children: ReactNode }) {
+function App({ children, extra = {} }: { children: ReactNode; extra?: Partial<ClientOptions> }) {
   return (
     <StrictMode>
-      <PresenceProvider url={url} token="token-1" options={options}>
+      <PresenceProvider url={url} token="token-1" options={{ ...options, ...extra }}>
         {children}
       </PresenceProvider>
     </StrictMode>
@@ -209,6 +210,48 @@ describe("React hooks", () => {
     expect(received).toEqual([{ from: "bob", data: { text: "hi" } }]);
     void publish!({ text: "hello" }).catch(() => {});
     expect(socket().frames("publish")).toMatchObject([{ channel: "room:1", data: { text: "hello" } }]);
+  });
+
+  it("useMyStatus follows the automatic away", () => {
+    const doc = new FakeEventSource();
+    function Status() {
+      return <p data-testid="status">{useMyStatus()[0]}</p>;
+    }
+    const { getByTestId } = render(
+      <App extra={{ document: doc, awayAfterHiddenMs: 1_000 }}>
+        <Status />
+      </App>,
+    );
+    welcome();
+    doc.visibilityState = "hidden";
+    act(() => doc.dispatch("visibilitychange"));
+    expect(getByTestId("status").textContent).toBe("online");
+    act(() => vi.advanceTimersByTime(1_000));
+    expect(getByTestId("status").textContent).toBe("away");
+    doc.visibilityState = "visible";
+    act(() => doc.dispatch("visibilitychange"));
+    expect(getByTestId("status").textContent).toBe("online");
+  });
+
+  it("a selector that reads props is applied again when they change", () => {
+    function Named({ prefix }: { prefix: string }) {
+      const names = useOthers<RoomData, string[]>("room:1", (others) => others.map((o) => prefix + o.data.name));
+      return <p data-testid="names">{names.join(",")}</p>;
+    }
+    const { getByTestId, rerender } = render(
+      <App>
+        <Named prefix="a:" />
+      </App>,
+    );
+    welcome();
+    sync([member("bob", { name: "Bob" })]);
+    expect(getByTestId("names").textContent).toBe("a:Bob");
+    rerender(
+      <App>
+        <Named prefix="b:" />
+      </App>,
+    );
+    expect(getByTestId("names").textContent).toBe("b:Bob");
   });
 
   it("useMyStatus shows this connection's status and sets it", async () => {
