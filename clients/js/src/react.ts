@@ -48,6 +48,8 @@ interface OwnClient {
   client: PresenceClient;
   holders: number;
   held: boolean;
+  /** Released by the provider (not by the application's `logout()`/`release()`, which a new client must not undo). */
+  dropped: boolean;
 }
 
 /**
@@ -75,10 +77,10 @@ export function PresenceProvider(props: PresenceProviderProps): ReactElement {
   let slot: OwnClient | null = null;
   if (wanted && (effectsRun || !onServer())) {
     slot = own.current;
-    if (!slot || slot.client.released || !sameKey(slot.key, key)) {
+    if (!slot || slot.dropped || !sameKey(slot.key, key)) {
       const source: TokenSource =
         tokenKey === tokenProviderKey ? () => (tokenRef.current as TokenProvider)() : (tokenKey as string | null);
-      slot = { key, client: createClient({ ...optionsRef.current, url, token: source }), holders: 0, held: false };
+      slot = { key, client: createClient({ ...optionsRef.current, url, token: source }), holders: 0, held: false, dropped: false };
       own.current = slot;
       releaseIfNeverHeld(slot);
     }
@@ -90,7 +92,7 @@ export function PresenceProvider(props: PresenceProviderProps): ReactElement {
 
   useEffect(() => {
     if (!slot) return;
-    if (slot.client.released) {
+    if (slot.dropped) {
       // Held too late (see releaseIfNeverHeld): render again for a fresh client.
       rerender((n) => n + 1);
       return;
@@ -101,7 +103,7 @@ export function PresenceProvider(props: PresenceProviderProps): ReactElement {
       slot.holders -= 1;
       // StrictMode runs the cleanup and the effect again at once: release only if nothing took it back.
       slot.client.connection.options.clock.setTimeout(() => {
-        if (slot.holders === 0) slot.client.release();
+        if (slot.holders === 0) drop(slot);
       }, 0);
     };
   }, [slot]);
@@ -129,8 +131,13 @@ function onServer(): boolean {
 function releaseIfNeverHeld(slot: OwnClient): void {
   const { clock, releaseDelayMs } = slot.client.connection.options;
   clock.setTimeout(() => {
-    if (!slot.held) slot.client.release();
+    if (!slot.held) drop(slot);
   }, Math.max(releaseDelayMs, 1_000));
+}
+
+function drop(slot: OwnClient): void {
+  slot.dropped = true;
+  slot.client.release();
 }
 
 /**

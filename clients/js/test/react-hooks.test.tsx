@@ -86,6 +86,30 @@ describe("React hooks", () => {
     expect(seen[seen.length - 1]!.released).toBe(false);
   });
 
+  it("after the application's logout() a render of the provider opens no new connection", () => {
+    let client: PresenceClient | null = null;
+    function Probe({ label }: { label: string }) {
+      client = useClient();
+      return <span>{label}</span>;
+    }
+    const { rerender } = render(
+      <App>
+        <Probe label="a" />
+      </App>,
+    );
+    welcome();
+    act(() => client!.logout());
+    expect(socket().summary()).toContain("bye");
+    rerender(
+      <App>
+        <Probe label="b" />
+      </App>,
+    );
+    act(() => vi.advanceTimersByTime(5_000));
+    expect(sockets).toHaveLength(1);
+    expect(client!.released).toBe(true);
+  });
+
   it("useClient outside a provider throws", () => {
     function Probe() {
       useClient();
