@@ -11,7 +11,7 @@ import {
   type MemberData,
   type MessageEvent,
 } from "../src/index.js";
-import { useChannelMembers } from "../src/react.js";
+import { useChannel, useChannelMembers, useChannelMessages, useOthers, usePublish, useSelf } from "../src/react.js";
 
 interface Cursor {
   x: number;
@@ -80,6 +80,19 @@ function typeOnly(): void {
   expectTypeOf(useChannelMembers("lobby")).toEqualTypeOf<Member<MemberData>[]>();
   // @ts-expect-error a Date is not JSON
   useChannelMembers("room:1", { when: new Date() });
+
+  const channel = useChannel<RoomData, { text: string }>("room:1", { data: { name: "A", cursor: null, tags: [] } });
+  expectTypeOf(channel.members).toEqualTypeOf<Member<RoomData>[]>();
+  expectTypeOf(channel.update).parameter(0).toEqualTypeOf<RoomData>();
+  expectTypeOf(channel.publish).parameter(0).toEqualTypeOf<{ text: string }>();
+  // @ts-expect-error a Date is not JSON
+  useChannel<{ when: Date }>("room:1");
+  expectTypeOf(useSelf<RoomData>("room:1")).toEqualTypeOf<Member<RoomData> | null>();
+  expectTypeOf(useSelf<RoomData, Cursor | null>("room:1", (self) => self?.data.cursor ?? null)).toEqualTypeOf<Cursor | null>();
+  expectTypeOf(useOthers<RoomData>("room:1")).toEqualTypeOf<Member<RoomData>[]>();
+  expectTypeOf(useOthers<RoomData, string[]>("room:1", (others) => others.map((o) => o.data.name))).toEqualTypeOf<string[]>();
+  useChannelMessages<{ text: string }>("room:1", (message) => expectTypeOf(message.data.text).toEqualTypeOf<string>());
+  expectTypeOf(usePublish<{ text: string }>("room:1")).toEqualTypeOf<(message: { text: string }) => Promise<void>>();
 
   // The `ws` package's WebSocket and the DOM's are accepted as the WebSocket implementation.
   createClient({ url: "ws://x", token: null, WebSocket });
