@@ -8,33 +8,35 @@ import type {
   Json,
   LeaveReason,
   Member,
+  MemberData,
   MemberEventFrame,
   Occupancy,
   SyncFrame,
 } from "./protocol.js";
 
-export interface LeaveEvent {
+export interface LeaveEvent<D = MemberData> {
   user: string;
   /** Absent when the leave came in a coalesced `diff`. */
   reason?: LeaveReason;
   /** The member as last known, if it was known. */
-  member?: Member;
+  member?: Member<D>;
 }
 
-export interface MessageEvent {
+export interface MessageEvent<M = Json> {
   /** Sending user, or null for a message from the server's HTTP API. */
   from: string | null;
-  data: Json;
+  data: M;
 }
 
-export interface ChannelEvents {
+/** A channel's events, with member data of type `D` and messages of type `M`. */
+export interface ChannelEvents<D = MemberData, M = Json> {
   /** The whole member list, after any change (including a fresh snapshot). */
-  members: Member[];
-  join: Member;
-  update: Member;
-  leave: LeaveEvent;
+  members: Member<D>[];
+  join: Member<D>;
+  update: Member<D>;
+  leave: LeaveEvent<D>;
   occupancy: Occupancy;
-  message: MessageEvent;
+  message: MessageEvent<M>;
 }
 
 /** What became of a member event: applied, ignored (old or before a snapshot), or a gap was found. */

@@ -7,7 +7,7 @@ import type { ChannelEvents } from "./channel-view.js";
 import type { Connection } from "./connection.js";
 import type { Listener, Off } from "./emitter.js";
 import { PresenceError } from "./errors.js";
-import type { Json, Member, MemberData, Occupancy } from "./protocol.js";
+import type { Json, Member, MemberData, MemberDataShape, Occupancy } from "./protocol.js";
 import type { ChannelRefKind } from "./state-sync.js";
 
 export interface SubscribeOptions {
@@ -21,11 +21,15 @@ export interface HandleOwner {
   /** Once released, the owner's handles take nothing any more. */
   readonly released: boolean;
   /** The handle now holds something the owner must release with it. */
-  track(handle: ChannelHandle): void;
-  untrack(handle: ChannelHandle): void;
+  track(handle: AnyHandle): void;
+  untrack(handle: AnyHandle): void;
 }
 
 const NO_MEMBERS: Member[] = [];
+
+/** A handle of any data and message types. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyHandle = ChannelHandle<any, any>;
 
 /** What operations of a released client resolve to. */
 export function releasedClient(): Promise<void> {
@@ -34,7 +38,12 @@ export function releasedClient(): Promise<void> {
   return rejected;
 }
 
-export class ChannelHandle {
+/**
+ * A handle on a channel whose members' data has type `D` (any JSON object
+ * type, interfaces included) and whose messages have type `M`. The types are
+ * the application's word: the server checks neither.
+ */
+export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> {
   private holdsSubscription = false;
   private holdsEntry = false;
   private readonly offs = new Set<Off>();
@@ -77,9 +86,11 @@ export class ChannelHandle {
    * Become a member (implies subscribe). With `data`, sets this user's member
    * data; calling it again with other data updates it.
    */
-  enter(data?: MemberData): Promise<void> {
+  enter(data?: D): Promise<void> {
     if (this.owner.released) return releasedClient();
     const { sync } = this.connection;
+    // New data for a channel already entered is an update, throttled as `update` is.
+    const updating = data !== undefined && sync.isEntered(this.name) && this.holdsEntry && !this.sameData(data);
     if (!this.holdsSubscription) {
       this.holdsSubscription = true;
       sync.holdSubscription(this.name, false);
@@ -89,18 +100,30 @@ export class ChannelHandle {
       sync.holdEntry(this.name);
     }
     this.owner.track(this);
-    if (data !== undefined) sync.setData(this.name, data);
-    return sync.syncChannel(this.name);
+    if (data !== undefined) sync.setData(this.name, data as unknown as MemberData);
+    return updating ? this.connection.updates.schedule(this.name) : sync.syncChannel(this.name);
   }
 
-  /** Replaces this user's member data. The channel must have been entered (by any handle). */
-  update(data: MemberData): Promise<void> {
+  /**
+   * Replaces this user's member data. The channel must have been entered (by
+   * any handle). Throttled per channel (the client's `updateThrottleMs`,
+   * default 100 ms): within the interval after an update only the latest
+   * data is sent, when it ends; the promise resolves once the server
+   * confirmed the data that went out.
+   */
+  update(data: D): Promise<void> {
     const { sync } = this.connection;
     if (!sync.isEntered(this.name)) {
       return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
     }
-    sync.setData(this.name, data);
-    return sync.syncChannel(this.name);
+    // The same data again sends nothing: no need to wait for the throttle.
+    const same = this.sameData(data);
+    sync.setData(this.name, data as unknown as MemberData);
+    return same ? sync.syncChannel(this.name) : this.connection.updates.schedule(this.name);
+  }
+
+  private sameData(data: D): boolean {
+    return this.connection.sync.hasData(this.name, data as unknown as MemberData);
   }
 
   /**
@@ -119,13 +142,13 @@ export class ChannelHandle {
   }
 
   /** Sends an ephemeral message to the channel's other subscribers. */
-  async publish(data: Json): Promise<void> {
-    await this.connection.request({ t: "publish", channel: this.name, data });
+  async publish(data: M): Promise<void> {
+    await this.connection.request({ t: "publish", channel: this.name, data: data as unknown as Json });
   }
 
   /** Current members, as a stable array (the same array until the member set changes). */
-  members(): Member[] {
-    return this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS;
+  members(): Member<D>[] {
+    return (this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS) as unknown as Member<D>[];
   }
 
   /** Latest occupancy, if subscribed with `occupancy: true` and received. */
@@ -133,9 +156,9 @@ export class ChannelHandle {
     return this.connection.peekView(this.name)?.occupancy() ?? null;
   }
 
-  on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): Off {
+  on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents<D, M>[K]>): Off {
     if (this.owner.released) return () => {};
-    const off = this.connection.view(this.name).events.on(event, listener);
+    const off = this.connection.view(this.name).events.on(event, listener as unknown as Listener<ChannelEvents[K]>);
     this.owner.track(this);
     const remove: Off = () => {
       if (!this.offs.delete(remove)) return;

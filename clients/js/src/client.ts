@@ -7,12 +7,12 @@
  * page's connection is carried by a link to the socket of the leader tab
  * instead of a socket of its own.
  */
-import { ChannelHandle, releasedClient, type HandleOwner } from "./channel.js";
+import { ChannelHandle, releasedClient, type AnyHandle, type HandleOwner } from "./channel.js";
 import { Connection, type ConnectionEvents } from "./connection.js";
 import type { Listener, Off } from "./emitter.js";
 import type { ConnectionState, TabSharing } from "./link/link.js";
 import { resolveOptions, tabSharing, type ClientOptions } from "./options.js";
-import type { PresenceEntry } from "./protocol.js";
+import type { Json, MemberData, MemberDataShape, PresenceEntry } from "./protocol.js";
 import { defaultBroadcastChannel, defaultWindow } from "./runtime.js";
 import type { OwnStatus } from "./state-sync.js";
 
@@ -66,7 +66,7 @@ function registryFor(options: ClientOptions, sharing: TabSharing | null): Map<st
 }
 
 export class PresenceClient implements HandleOwner {
-  private readonly handles = new Set<ChannelHandle>();
+  private readonly handles = new Set<AnyHandle>();
   /** Users this client watches, with how many times. */
   private readonly watched = new Map<string, number>();
   private readonly offs = new Set<Off>();
@@ -90,9 +90,13 @@ export class PresenceClient implements HandleOwner {
     return this.releasedValue;
   }
 
-  /** A new handle on a channel. Each handle is one reference; release it when done. */
-  channel(name: string): ChannelHandle {
-    return new ChannelHandle(this, name);
+  /**
+   * A new handle on a channel. Each handle is one reference; release it when
+   * done. `D` types the members' data (an interface or type alias of a JSON
+   * object; default `MemberData`), `M` the channel's messages (default `Json`).
+   */
+  channel<D extends MemberDataShape<D> = MemberData, M = Json>(name: string): ChannelHandle<D, M> {
+    return new ChannelHandle<D, M>(this, name);
   }
 
   /** Watch users' statuses (reference-counted per user). Resolves once the server sent them. */
@@ -121,7 +125,7 @@ export class PresenceClient implements HandleOwner {
   /** Sets this connection's status; kept across reconnects. */
   setStatus(status: OwnStatus): Promise<void> {
     if (this.releasedValue) return releasedClient();
-    return this.connection.sync.setStatus(status);
+    return this.connection.setOwnStatus(status);
   }
 
   on<K extends keyof ConnectionEvents>(event: K, listener: Listener<ConnectionEvents[K]>): Off {
@@ -161,12 +165,12 @@ export class PresenceClient implements HandleOwner {
   }
 
   /** @internal */
-  track(handle: ChannelHandle): void {
+  track(handle: AnyHandle): void {
     this.handles.add(handle);
   }
 
   /** @internal */
-  untrack(handle: ChannelHandle): void {
+  untrack(handle: AnyHandle): void {
     this.handles.delete(handle);
   }
 

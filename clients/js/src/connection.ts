@@ -20,7 +20,8 @@ import type { ClientFrame, OkFrame, PresenceEntry, ServerFrame, WelcomeFrame } f
 import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
-import { StateSync } from "./state-sync.js";
+import { StateSync, type OwnStatus } from "./state-sync.js";
+import { UpdateThrottle } from "./throttle.js";
 import { TokenRefresher, isProvider } from "./token.js";
 
 export interface ConnectionEvents {
@@ -29,6 +30,8 @@ export interface ConnectionEvents {
   presence: Record<string, PresenceEntry>;
   error: PresenceError;
   kicked: CloseInfo;
+  /** This connection's own status as asked for changed (`setStatus` or automatic away). */
+  ownStatus: OwnStatus;
 }
 
 /** Lets a `TabLeader` (`src/share/`) watch the connection it drives. */
@@ -52,6 +55,8 @@ export interface ConnectionExtras {
 export class Connection {
   readonly events = new Emitter<ConnectionEvents>();
   readonly sync: StateSync;
+  /** Throttles member data updates per channel (see the `updateThrottleMs` option). */
+  readonly updates: UpdateThrottle;
   private readonly link: Link;
   private readonly observer: ConnectionObserver;
   private readonly requests: RequestTracker;
@@ -92,6 +97,7 @@ export class Connection {
       },
       { clock, waitTimeoutMs: options.requestTimeoutMs, guest: options.token === null },
     );
+    this.updates = new UpdateThrottle(clock, options.updateThrottleMs, (channel) => this.sync.syncChannel(channel));
     this.refresher = new TokenRefresher(
       isProvider(options.token) ? options.token : null,
       clock,
@@ -104,7 +110,7 @@ export class Connection {
       },
     );
     this.away = new AwayTracker(options.document, clock, options.awayAfterHiddenMs, (away) => {
-      void this.sync.setAutoAway(away);
+      void this.ownStatusChange(() => this.sync.setAutoAway(away));
     });
     this.wireLink();
     this.link.start();
@@ -182,6 +188,18 @@ export class Connection {
 
   status(user: string): PresenceEntry | undefined {
     return this.statuses.get(user);
+  }
+
+  /** Sets the status asked for; emits `ownStatus` if that changes the status. */
+  setOwnStatus(status: OwnStatus): Promise<void> {
+    return this.ownStatusChange(() => this.sync.setStatus(status));
+  }
+
+  private ownStatusChange(change: () => Promise<void>): Promise<void> {
+    const before = this.sync.status;
+    const done = change();
+    if (this.sync.status !== before) this.events.emit("ownStatus", this.sync.status);
+    return done;
   }
 
   // ------------------------------------------------------------------ internals

@@ -6,15 +6,42 @@
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** Member data is always a JSON object. */
+/** Member data is always a JSON object. The default type of members' data. */
 export type MemberData = { [key: string]: Json };
+
+/**
+ * A type whose values are JSON as they are: `Json`, or objects (interfaces
+ * included) and arrays of such values. `undefined` is allowed where
+ * `JSON.stringify` drops it (optional fields). Functions, `Date`, `Map`,
+ * `bigint` and the like are not.
+ */
+export type JsonSafe<T> = T extends Json
+  ? T
+  : T extends undefined
+    ? T
+    : T extends (...args: never[]) => unknown
+      ? never
+      : T extends object
+        ? { [K in keyof T]: JsonSafe<T[K]> }
+        : never;
+
+/**
+ * The constraint of a member data type `D`: a JSON object, written as an
+ * `interface` or a type alias, e.g. `client.channel<{ name: string; cursor:
+ * { x: number; y: number } | null }>("room")`. Arrays and primitives are not
+ * member data.
+ */
+export type MemberDataShape<D> = { [K in keyof D]: JsonSafe<D[K]> } & { readonly length?: never } & object;
 
 export type UserStatus = "online" | "away" | "offline";
 
-/** A member of a channel. Guests see only `user` and the public fields of `data`. */
-export interface Member {
+/**
+ * A member of a channel, with data of type `D`. Guests see only `user` and the
+ * public fields of `data` (the type does not tell).
+ */
+export interface Member<D = MemberData> {
   user: string;
-  data: MemberData;
+  data: D;
   /** The user's connections in the channel as of the frame (absent for guests). */
   conns?: number;
   /** RFC 3339 time the user joined (absent for guests). */

@@ -6,16 +6,24 @@
  */
 
 /** The part of the WebSocket API the client uses (browsers and the `ws` package both fit). */
+/**
+ * An event handler property of a WebSocket. Checked bivariantly (as methods
+ * are), so that implementations whose handlers take a richer event (the DOM's
+ * `MessageEvent`, the `ws` package's `WebSocket.MessageEvent`) fit.
+ */
+type Handler<E> = { bivarianceHack(event: E): void }["bivarianceHack"] | null;
+
 export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: Handler<unknown>;
+  onmessage: Handler<{ data: unknown }>;
+  onclose: Handler<{ code: number; reason: string }>;
+  onerror: Handler<unknown>;
 }
 
+/** A WebSocket constructor: the browser's, Node's, or the `ws` package's. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 export type TimerHandle = unknown;

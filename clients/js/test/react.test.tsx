@@ -274,7 +274,7 @@ describe("React bindings release what they take", () => {
     const client = createClient({ ...options, url, token: "token-1" });
     const handles: { channel: string; listening: boolean }[] = [];
     const channel = client.channel.bind(client);
-    client.channel = (name: string) => {
+    client.channel = ((name: string) => {
       const handle = channel(name);
       const record = { channel: name, listening: false };
       handles.push(record);
@@ -289,7 +289,7 @@ describe("React bindings release what they take", () => {
         release();
       };
       return handle;
-    };
+    }) as typeof client.channel;
     return { client, handles };
   }
 

@@ -6,6 +6,11 @@ export function releasedClient() {
     rejected.catch(() => { });
     return rejected;
 }
+/**
+ * A handle on a channel whose members' data has type `D` (any JSON object
+ * type, interfaces included) and whose messages have type `M`. The types are
+ * the application's word: the server checks neither.
+ */
 export class ChannelHandle {
     constructor(owner, name) {
         this.owner = owner;
@@ -49,6 +54,8 @@ export class ChannelHandle {
         if (this.owner.released)
             return releasedClient();
         const { sync } = this.connection;
+        // New data for a channel already entered is an update, throttled as `update` is.
+        const updating = data !== undefined && sync.isEntered(this.name) && this.holdsEntry && !this.sameData(data);
         if (!this.holdsSubscription) {
             this.holdsSubscription = true;
             sync.holdSubscription(this.name, false);
@@ -60,16 +67,27 @@ export class ChannelHandle {
         this.owner.track(this);
         if (data !== undefined)
             sync.setData(this.name, data);
-        return sync.syncChannel(this.name);
+        return updating ? this.connection.updates.schedule(this.name) : sync.syncChannel(this.name);
     }
-    /** Replaces this user's member data. The channel must have been entered (by any handle). */
+    /**
+     * Replaces this user's member data. The channel must have been entered (by
+     * any handle). Throttled per channel (the client's `updateThrottleMs`,
+     * default 100 ms): within the interval after an update only the latest
+     * data is sent, when it ends; the promise resolves once the server
+     * confirmed the data that went out.
+     */
     update(data) {
         const { sync } = this.connection;
         if (!sync.isEntered(this.name)) {
             return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
         }
+        // The same data again sends nothing: no need to wait for the throttle.
+        const same = this.sameData(data);
         sync.setData(this.name, data);
-        return sync.syncChannel(this.name);
+        return same ? sync.syncChannel(this.name) : this.connection.updates.schedule(this.name);
+    }
+    sameData(data) {
+        return this.connection.sync.hasData(this.name, data);
     }
     /**
      * Drops this handle's entry at once (the server sees a leave if no other
@@ -87,11 +105,11 @@ export class ChannelHandle {
     }
     /** Sends an ephemeral message to the channel's other subscribers. */
     async publish(data) {
-        await this.connection.request({ t: "publish", channel: this.name, data });
+        await this.connection.request({ t: "publish", channel: this.name, data: data });
     }
     /** Current members, as a stable array (the same array until the member set changes). */
     members() {
-        return this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS;
+        return (this.connection.peekView(this.name)?.memberList() ?? NO_MEMBERS);
     }
     /** Latest occupancy, if subscribed with `occupancy: true` and received. */
     occupancy() {

@@ -78,7 +78,11 @@ export class PresenceClient {
     get released() {
         return this.releasedValue;
     }
-    /** A new handle on a channel. Each handle is one reference; release it when done. */
+    /**
+     * A new handle on a channel. Each handle is one reference; release it when
+     * done. `D` types the members' data (an interface or type alias of a JSON
+     * object; default `MemberData`), `M` the channel's messages (default `Json`).
+     */
     channel(name) {
         return new ChannelHandle(this, name);
     }
@@ -107,7 +111,7 @@ export class PresenceClient {
     setStatus(status) {
         if (this.releasedValue)
             return releasedClient();
-        return this.connection.sync.setStatus(status);
+        return this.connection.setOwnStatus(status);
     }
     on(event, listener) {
         if (this.releasedValue)

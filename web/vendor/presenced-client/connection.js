@@ -18,6 +18,7 @@ import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
 import { StateSync } from "./state-sync.js";
+import { UpdateThrottle } from "./throttle.js";
 import { TokenRefresher, isProvider } from "./token.js";
 export class Connection {
     constructor(options, 
@@ -52,6 +53,7 @@ export class Connection {
                     this.statuses.delete(user);
             },
         }, { clock, waitTimeoutMs: options.requestTimeoutMs, guest: options.token === null });
+        this.updates = new UpdateThrottle(clock, options.updateThrottleMs, (channel) => this.sync.syncChannel(channel));
         this.refresher = new TokenRefresher(isProvider(options.token) ? options.token : null, clock, options.refreshBeforeExpiryMs, {
             send: (token) => this.requests.send({ t: "refresh", token }),
             accepted: (token) => this.link.tokenRefreshed(token),
@@ -59,7 +61,7 @@ export class Connection {
             error: (error) => this.events.emit("error", error),
         });
         this.away = new AwayTracker(options.document, clock, options.awayAfterHiddenMs, (away) => {
-            void this.sync.setAutoAway(away);
+            void this.ownStatusChange(() => this.sync.setAutoAway(away));
         });
         this.wireLink();
         this.link.start();
@@ -128,6 +130,17 @@ export class Connection {
     }
     status(user) {
         return this.statuses.get(user);
+    }
+    /** Sets the status asked for; emits `ownStatus` if that changes the status. */
+    setOwnStatus(status) {
+        return this.ownStatusChange(() => this.sync.setStatus(status));
+    }
+    ownStatusChange(change) {
+        const before = this.sync.status;
+        const done = change();
+        if (this.sync.status !== before)
+            this.events.emit("ownStatus", this.sync.status);
+        return done;
     }
     // ------------------------------------------------------------------ internals
     wireLink() {

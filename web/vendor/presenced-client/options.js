@@ -20,6 +20,7 @@ export function resolveOptions(options) {
         releaseDelayMs: options.releaseDelayMs ?? 1500,
         awayAfterHiddenMs: options.awayAfterHiddenMs === undefined ? 60000 : options.awayAfterHiddenMs,
         refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 30000,
+        updateThrottleMs: options.updateThrottleMs ?? 100,
         clientName: options.clientName ?? CLIENT_NAME,
         shareAcrossTabs: tabSharing(options.shareAcrossTabs),
         BroadcastChannel: options.BroadcastChannel === undefined ? defaultBroadcastChannel() : options.BroadcastChannel,

@@ -77,6 +77,11 @@ export class StateSync {
     setData(channel, data) {
         this.data.set(channel, data);
     }
+    /** Whether `data` is the member data already wanted for the channel (compared by value). */
+    hasData(channel, data) {
+        const current = this.data.get(channel);
+        return current !== undefined && (current === data || JSON.stringify(current) === JSON.stringify(data));
+    }
     /**
      * Drops references taken with `holdSubscription`/`holdEntry`. With a delay
      * they linger first and the channel is synced when the linger ends;

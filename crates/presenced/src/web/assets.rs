@@ -52,6 +52,7 @@ static ASSETS: &[(&str, &[u8])] = &[
     web_file!("vendor/presenced-client/runtime.js"),
     web_file!("vendor/presenced-client/session-store.js"),
     web_file!("vendor/presenced-client/state-sync.js"),
+    web_file!("vendor/presenced-client/throttle.js"),
     web_file!("vendor/presenced-client/token.js"),
     web_file!("vendor/presenced-client/version.js"),
     web_file!("vendor/presenced-client/link/link.js"),
