@@ -68,6 +68,11 @@ struct RunArgs {
     /// The presenced binary under test.
     #[arg(long, default_value = "target/release/presenced")]
     presenced_bin: PathBuf,
+    /// Another presenced binary to measure beside it, as server
+    /// `presenced-baseline` (e.g. the previous commit built in its own
+    /// target directory); added to the default server list when given.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Where bench/setup.sh installed the peers.
     #[arg(long, default_value = "bench")]
     bench_dir: PathBuf,
@@ -167,6 +172,7 @@ async fn run(a: RunArgs) -> Result<()> {
     );
     let paths = Paths {
         presenced_bin: a.presenced_bin.clone(),
+        baseline_bin: a.baseline_bin.clone(),
         bench_dir: a.bench_dir.clone(),
         rss_cap_kib: a.rss_cap_mib * 1024,
     };
@@ -180,6 +186,9 @@ async fn run(a: RunArgs) -> Result<()> {
     }
     let mut servers = Vec::new();
     if a.servers.is_empty() {
+        if a.baseline_bin.is_some() {
+            servers.push(ServerId::Baseline);
+        }
         for id in [
             ServerId::Presenced,
             ServerId::Soketi,

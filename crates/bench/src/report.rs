@@ -200,7 +200,7 @@ impl Report {
             let best_peer = row
                 .cells
                 .iter()
-                .filter(|(s, _)| **s != ServerId::Presenced)
+                .filter(|(s, _)| !matches!(**s, ServerId::Presenced | ServerId::Baseline))
                 .filter_map(|(_, c)| match c {
                     Cell::Val(v) => Some(*v),
                     _ => None,

@@ -23,6 +23,9 @@ pub const APP_KEY: &str = "bench-key";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServerId {
     Presenced,
+    /// Another presenced binary (`--baseline-bin`, e.g. an earlier commit),
+    /// measured beside the one under test.
+    Baseline,
     Soketi,
     Sockudo,
     SioFull,
@@ -33,6 +36,7 @@ impl ServerId {
     pub fn name(self) -> &'static str {
         match self {
             ServerId::Presenced => "presenced",
+            ServerId::Baseline => "presenced-baseline",
             ServerId::Soketi => "soketi",
             ServerId::Sockudo => "sockudo",
             ServerId::SioFull => "sio-full",
@@ -43,6 +47,7 @@ impl ServerId {
     pub fn parse(s: &str) -> Option<ServerId> {
         [
             ServerId::Presenced,
+            ServerId::Baseline,
             ServerId::Soketi,
             ServerId::Sockudo,
             ServerId::SioFull,
@@ -54,7 +59,7 @@ impl ServerId {
 
     pub fn proto(self) -> Proto {
         match self {
-            ServerId::Presenced => Proto::Presenced,
+            ServerId::Presenced | ServerId::Baseline => Proto::Presenced,
             ServerId::Soketi | ServerId::Sockudo => Proto::Pusher,
             ServerId::SioFull => Proto::SioFull,
             ServerId::SioDelta => Proto::SioDelta,
@@ -66,6 +71,7 @@ impl ServerId {
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub presenced_bin: PathBuf,
+    pub baseline_bin: Option<PathBuf>,
     pub bench_dir: PathBuf,
     pub rss_cap_kib: u64,
 }
@@ -86,6 +92,10 @@ impl Paths {
         };
         match id {
             ServerId::Presenced => need(self.presenced_bin.clone(), "cargo build --release"),
+            ServerId::Baseline => match &self.baseline_bin {
+                Some(p) => need(p.clone(), "build the baseline commit"),
+                None => Err("no --baseline-bin given".into()),
+            },
             ServerId::Soketi => need(
                 self.bench_dir
                     .join("node_modules/@soketi/soketi/bin/server.js"),
@@ -184,7 +194,11 @@ pub async fn start(paths: &Paths, id: ServerId, opts: &StartOpts) -> Result<Serv
         .tempdir()?;
     let log = std::fs::File::create(dir.path().join("server.log"))?;
     let mut cmd = match id {
-        ServerId::Presenced => presenced_cmd(paths, dir.path(), port, opts)?,
+        ServerId::Presenced => presenced_cmd(&paths.presenced_bin, dir.path(), port, opts)?,
+        ServerId::Baseline => {
+            let bin = paths.baseline_bin.as_ref().context("no --baseline-bin")?;
+            presenced_cmd(bin, dir.path(), port, opts)?
+        }
         ServerId::Soketi => soketi_cmd(paths, port)?,
         ServerId::Sockudo => sockudo_cmd(paths, port),
         ServerId::SioFull | ServerId::SioDelta => {
@@ -259,7 +273,7 @@ pub async fn start(paths: &Paths, id: ServerId, opts: &StartOpts) -> Result<Serv
     Ok(server)
 }
 
-fn presenced_cmd(paths: &Paths, dir: &Path, port: u16, opts: &StartOpts) -> Result<Command> {
+fn presenced_cmd(bin: &Path, dir: &Path, port: u16, opts: &StartOpts) -> Result<Command> {
     let config = dir.join("presenced.toml");
     // Limits raised so that the bench measures presence work, not the
     // per-connection abuse limits.
@@ -267,7 +281,7 @@ fn presenced_cmd(paths: &Paths, dir: &Path, port: u16, opts: &StartOpts) -> Resu
         &config,
         "max_channels_per_conn = 2000\nmax_watch_per_conn = 5000\nrate_per_sec = 100000\nrate_burst = 100000\n",
     )?;
-    let mut c = Command::new(&paths.presenced_bin);
+    let mut c = Command::new(bin);
     c.arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")

@@ -12,12 +12,12 @@ use super::observe::View;
 use super::{Ctx, Rows, check_ready, spawn_workers};
 use crate::client::{self, Proto};
 use crate::report::{Better, Cell, Goal, Metric, Report};
-use crate::servers::{Server, ServerId};
+use crate::servers::Server;
 use crate::worker::Role;
 
 pub(super) async fn bigroom(ctx: &Ctx, srv: &Server, report: &mut Report) -> Result<Rows> {
     let s = &ctx.sizes;
-    let presenced = srv.id == ServerId::Presenced;
+    let presenced = srv.id.proto() == Proto::Presenced;
     let n = if presenced {
         s.big_n
     } else {
