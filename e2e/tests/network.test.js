@@ -182,7 +182,7 @@ test("offline and online events with the connection cut: reconnecting, no token 
       await b.context().setOffline(false);
       await waitConnected(b, 5000);
       const took = Date.now() - onAt;
-      assert.ok(took < 2000, `connected ${took} ms after coming online`);
+      assert.ok(took < 3000, `connected ${took} ms after coming online`);
       assert.equal(await b.isVisible("#reconnecting"), false);
       const after = (await calls()).slice(before);
       assert.equal(after.length, 1, "one token endpoint call, once online");
@@ -216,12 +216,17 @@ test("back online on a connection that died: the 3 s ping check replaces it", as
       await waitMember(a, bob);
       await waitMember(b, alice);
 
-      // Offline, and meanwhile the path under Bob's connection dies (it stays
-      // open but nothing goes through); new connections would work.
+      // Once Bob's socket is quiet (the occupancy updates of his arrival,
+      // at most one a second, are in: the check must not take one of them
+      // for its answer), the path under it dies (it stays open but nothing
+      // goes through; new connections would work), and the browser goes
+      // offline and back.
+      const lastIn = () => bWire.frames({ dir: "in" }).at(-1)?.at ?? 0;
+      await until(() => Date.now() - lastIn() > 1500, "Bob's socket to be quiet", 10000);
+      proxy.pause();
       const offAt = Date.now();
       await b.context().setOffline(true);
       await b.waitForFunction(() => window.__demo.state === "reconnecting", null, { timeout: 3000 });
-      proxy.pause();
       const onAt = Date.now();
       await b.context().setOffline(false);
 
@@ -306,7 +311,7 @@ test("tokens shorter than the refresh lead, and a page clock 100 s off: no refre
   // 9 s tokens against the SDK's default 30 s lead, each page with its own
   // token endpoint count; two pages' clocks are 100 s off (Date.now).
   const TTL = 9;
-  const WINDOW_MS = 21000;
+  const WINDOW_MS = 20000;
   await withSetup({}, async ({ server, browser, pages }) => {
     const people = [];
     for (const [name, skew] of [["Bob", 0], ["Carol", 100000], ["Dave", -100000]]) {
@@ -321,26 +326,26 @@ test("tokens shorter than the refresh lead, and a page clock 100 s off: no refre
       const wire = recordSockets(page);
       people.push({ name, skew, page, tokens, wire });
     }
-    const start = Date.now();
     for (const p of people) p.user = await signIn(p.page, server, p.name);
     for (const p of people) {
-      // Signing in takes one, and the SDK asks the provider for one to connect.
-      assert.ok(p.tokens.calls.length <= 2, `${p.name}: ${p.tokens.calls.length} token calls to sign in`);
       if (p.skew) assert.ok(Math.abs((await p.page.evaluate(() => Date.now())) - Date.now() - p.skew) < 2000, "the page's clock is off");
     }
 
-    // More than two token lifetimes: without a working refresh the server
-    // would close every connection 4401 after 9 s.
-    await sleep(start + WINDOW_MS - Date.now());
+    // More than two token lifetimes for each page: without a working
+    // refresh the server would close every connection 4401 after 9 s.
+    const welcomedAt = (wire) => wire.frames({ t: "welcome", dir: "in" })[0].at;
+    await sleep(Math.max(...people.map((p) => welcomedAt(p.wire))) + WINDOW_MS - Date.now());
     for (const { name, page, tokens, wire, user: id } of people) {
       const sent = wire.frames({ t: "refresh", dir: "out" });
       const replies = () => wire.frames({ dir: "in" }).filter((f) => sent.some((s) => s.frame.id === f.frame.id) && (f.frame.t === "ok" || f.frame.t === "error"));
       await until(() => replies().length >= sent.length, `${name}: the replies to the refreshes`, 3000);
-      const gaps = sent.slice(1).map((f, i) => f.at - sent[i].at);
-      const detail = `${name}: ${sent.length} refreshes, gaps ${gaps.join(", ")} ms, ${tokens.calls.length} token calls`;
-      // One refresh about every 5 s (half-way through, at least 5 s apart).
-      assert.ok(sent.length >= 2 && sent.length <= 5, detail);
-      assert.ok(gaps.every((g) => g >= 4000), detail);
+      const gaps = [sent[0]?.at - welcomedAt(wire), ...sent.slice(1).map((f, i) => f.at - sent[i].at)];
+      const detail = `${name}: ${sent.length} refreshes, ${gaps.join(", ")} ms apart (the first after the welcome), ${tokens.calls.length} token calls`;
+      // One refresh about every 5 s (half-way through the token's life, and
+      // never sooner than 5 s): not a storm, and each before the token ends.
+      assert.ok(sent.length >= 3, detail);
+      assert.ok(gaps.every((g) => g >= 4000 && g <= 8000), detail);
+      // Signing in takes one, connecting one, and each refresh one.
       assert.ok(tokens.calls.length <= sent.length + 2, detail);
       assert.deepEqual(replies().map((f) => f.frame.t), sent.map(() => "ok"), `${name}: every refresh accepted`);
       assert.deepEqual(wire.frames({ t: "error", dir: "in" }), [], `${name}: no error frames`);
