@@ -104,12 +104,12 @@ async function loadUsers() {
         "tr",
         { dataset: { user: u.user, status: u.status } },
         el("td", {}, userCell(u.user, u.status)),
-        el("td", {}, el("span", { class: `badge ${u.status}` }, u.status)),
-        el("td", { title: u.since ?? "" }, duration(u.since, now)),
-        el("td", { title: u.last_seen ?? "" }, ago(u.last_seen, now)),
-        el("td", { class: "num" }, u.connections),
-        el("td", { class: "num", title: u.channels.join(", ") }, u.channels.length),
-        el("td", { class: "num" }, kickButton(u.user)),
+        el("td", { "data-label": "Status" }, el("span", { class: `badge ${u.status}` }, u.status)),
+        el("td", { "data-label": "Since", title: u.since ?? "" }, duration(u.since, now)),
+        el("td", { "data-label": "Last seen", title: u.last_seen ?? "" }, ago(u.last_seen, now)),
+        el("td", { "data-label": "Conns", class: "num" }, u.connections),
+        el("td", { "data-label": "Channels", class: "num", title: u.channels.join(", ") }, u.channels.length),
+        el("td", { class: "num actions" }, kickButton(u.user)),
       ),
     ),
   );
@@ -163,6 +163,63 @@ function kickButton(user) {
   return button;
 }
 
+// ----- recently offline ----------------------------------------------------------------
+
+/**
+ * `GET /v1/users` lists online and away users only, so the users this page
+ * saw go offline on its event feed are kept here (newest first, since the
+ * page was opened), with their presence from `POST /v1/users/query`.
+ */
+const OFFLINE_MAX = 50;
+const recentOffline = new Map(); // user -> {at, reason, presence}
+
+function sawOffline(event) {
+  if (!event.user) return;
+  recentOffline.delete(event.user);
+  recentOffline.set(event.user, { at: event.at ?? new Date().toISOString(), reason: event.reason ?? null, presence: null });
+  while (recentOffline.size > OFFLINE_MAX) recentOffline.delete(recentOffline.keys().next().value);
+}
+
+async function loadOffline() {
+  const ids = [...recentOffline.keys()];
+  if (ids.length) {
+    const out = await api("/v1/users/query", { method: "POST", body: JSON.stringify({ users: ids }) });
+    for (const id of ids) {
+      const presence = out.users?.[id];
+      const entry = recentOffline.get(id);
+      if (!entry) continue;
+      // Back online or away: the users table has them again.
+      if (presence && presence.status !== "offline") recentOffline.delete(id);
+      else entry.presence = presence ?? null;
+    }
+  }
+  renderOffline();
+}
+
+function renderOffline() {
+  const now = Date.now();
+  const rows = [...recentOffline.entries()].reverse();
+  setChildren(
+    $("offline-users"),
+    rows.map(([user, { at, reason, presence }]) => {
+      const lastSeen = presence?.last_seen ?? null;
+      const since = presence?.since ?? at;
+      return el(
+        "tr",
+        { dataset: { user, status: "offline" } },
+        el("td", {}, userCell(user, "offline")),
+        el("td", { "data-label": "Status" }, el("span", { class: "badge offline" }, "offline")),
+        el("td", { "data-label": "Last seen", class: "last-seen", title: lastSeen ?? "" }, lastSeen ? `${ago(lastSeen, now)} · ${clock(lastSeen)}` : "—"),
+        el("td", { "data-label": "Offline for", title: since ?? "" }, since ? duration(since, now) : "—"),
+        el("td", { "data-label": "Why" }, reason ?? "—"),
+      );
+    }),
+  );
+  $("offline-table").hidden = rows.length === 0;
+  $("offline-empty").hidden = rows.length > 0;
+  $("offline-count").textContent = rows.length ? String(rows.length) : "";
+}
+
 // ----- channels and members ----------------------------------------------------------------
 
 async function loadChannels() {
@@ -189,9 +246,9 @@ async function loadChannels() {
           },
         },
         el("td", { class: "mono" }, c.channel),
-        el("td", { class: "num" }, c.members),
-        el("td", { class: "num" }, c.connections),
-        el("td", {}, el("div", { class: "occupancy-bar" }, bar)),
+        el("td", { "data-label": "Members", class: "num" }, c.members),
+        el("td", { "data-label": "Conns", class: "num" }, c.connections),
+        el("td", { "data-label": "Share", class: "bar" }, el("div", { class: "occupancy-bar" }, bar)),
       );
     }),
   );
@@ -229,9 +286,9 @@ async function loadMembers() {
         "tr",
         { dataset: { user: m.user } },
         el("td", {}, userCell(m.user, null)),
-        el("td", { class: "num" }, m.conns),
-        el("td", { title: m.since }, duration(m.since, now)),
-        el("td", { class: "data", title: JSON.stringify(m.data) }, shown),
+        el("td", { "data-label": "Conns", class: "num" }, m.conns),
+        el("td", { "data-label": "In channel for", title: m.since }, duration(m.since, now)),
+        el("td", { "data-label": "Data", class: "data", title: JSON.stringify(m.data) }, shown),
       );
     }),
   );
@@ -324,6 +381,8 @@ function handleSse(block) {
   }
   if (name === "presence") {
     addFeedItem(payload);
+    if (payload.type === "user.offline") sawOffline(payload);
+    else if (payload.type === "user.online" || payload.type === "user.away") recentOffline.delete(payload.user);
     refreshSoon();
   } else if (name === "lagged") {
     addFeedItem({ type: "lagged", user: `missed ${payload.missed} events (reloaded the lists)`, at: new Date().toISOString() });
@@ -373,7 +432,7 @@ async function runFeed() {
 
 async function refreshAll() {
   if (!apiKey) return;
-  await Promise.all([loadStats(), loadUsers(), loadChannels(), loadMembers()]).catch(failed);
+  await Promise.all([loadStats(), loadUsers(), loadChannels(), loadMembers(), loadOffline()]).catch(failed);
 }
 
 /** Coalesces the refreshes a burst of events asks for. */
@@ -398,6 +457,8 @@ function showDashboard() {
 
 function signOut(message = "") {
   apiKey = null;
+  recentOffline.clear();
+  renderOffline();
   session.remove(KEY);
   clearInterval(pollTimer);
   clearTimeout(refreshTimer);

@@ -135,6 +135,10 @@ function start() {
     client.on("state", (state) => {
       record("state", { state });
       renderState(state);
+      if (state === "disconnected") {
+        renderPeople();
+        renderOwnStatus();
+      }
     }),
     client.on("presence", (changed) => {
       for (const [user, entry] of Object.entries(changed)) record("presence", { user, status: entry.status });
@@ -146,6 +150,8 @@ function start() {
       $("kicked").hidden = false;
       $("reconnecting").hidden = true;
       renderState("disconnected");
+      renderPeople();
+      renderOwnStatus();
     }),
     client.on("error", (error) => record("error", { code: error.code, message: error.message })),
   );
@@ -222,11 +228,20 @@ function renderState(state) {
   $("reconnecting").hidden = state !== "reconnecting";
 }
 
+/**
+ * Whether this tab is out for good (kicked, or signed out in another shared
+ * tab): the SDK then knows nobody's presence, so the page shows that, not a
+ * roster of people who all look offline.
+ */
+function isDisconnected() {
+  return client?.state === "disconnected";
+}
+
 function renderOwnStatus() {
   const status = client?.ownStatus ?? "online";
   $("set-online").setAttribute("aria-pressed", String(status === "online"));
   $("set-away").setAttribute("aria-pressed", String(status === "away"));
-  const own = client?.status(auth.user)?.status ?? (client?.state === "connected" ? "online" : "offline");
+  const own = isDisconnected() ? "offline" : (client?.status(auth.user)?.status ?? (client?.state === "connected" ? "online" : "offline"));
   setChildren($("me-avatar"), avatar(auth.user, auth.name, own, true));
 }
 
@@ -242,6 +257,16 @@ function renderRoomChips() {
 
 function renderRoom() {
   if (!room) return;
+  const off = isDisconnected();
+  $("room-off").hidden = !off;
+  if (off) {
+    $("room-title").textContent = `room:${roomName}`;
+    $("room-count").textContent = "not connected";
+    setChildren($("members"));
+    $("members-empty").hidden = true;
+    lastMembers = new Set();
+    return;
+  }
   const members = [...room.members()].sort((a, b) => (a.user === auth.user ? -1 : b.user === auth.user ? 1 : nameOf(a.user).localeCompare(nameOf(b.user))));
   const occupancy = room.occupancy();
   $("room-title").textContent = `room:${roomName}`;
@@ -264,7 +289,7 @@ function renderRoom() {
         el(
           "div",
           { class: "who" },
-          el("div", { class: "name" }, nameOf(m.user), m.user === auth.user ? el("span", { class: "you" }, "you") : null),
+          el("div", { class: "name" }, el("span", { class: "name-text" }, nameOf(m.user)), m.user === auth.user ? el("span", { class: "you" }, "you") : null),
           el("div", { class: "sub" }, `${tabs} ${tabs === 1 ? "tab" : "tabs"} · ${hereFor(m.since, now)}`),
         ),
         el("span", { class: `badge ${status}` }, status),
@@ -279,8 +304,20 @@ function hereFor(since, now) {
   return Date.parse(since) > now - 10_000 ? "just joined" : `here for ${duration(since, now)}`;
 }
 
+let peopleRenders = 0;
+
 function renderPeople() {
   if (!everyone) return;
+  peopleRenders += 1;
+  const off = isDisconnected();
+  $("people-off").hidden = !off;
+  if (off) {
+    $("people-count").textContent = "";
+    setChildren($("people"));
+    $("people-empty").hidden = true;
+    renderRoom();
+    return;
+  }
   const inSite = new Map(everyone.members().map((m) => [m.user, m]));
   const ids = new Set([...inSite.keys(), ...watched]);
   const now = Date.now();
@@ -309,7 +346,7 @@ function renderPeople() {
         el(
           "div",
           { class: "who" },
-          el("div", { class: "name" }, nameOf(user), user === auth.user ? el("span", { class: "you" }, "you") : null),
+          el("div", { class: "name" }, el("span", { class: "name-text" }, nameOf(user)), user === auth.user ? el("span", { class: "you" }, "you") : null),
           el("div", { class: "sub" }, sub),
         ),
       );
@@ -324,6 +361,8 @@ function showApp() {
   $("dev-off").hidden = true;
   $("app").hidden = false;
   $("kicked").hidden = true;
+  $("room-off").hidden = true;
+  $("people-off").hidden = true;
   $("me").hidden = false;
   $("me-name").textContent = auth.name;
   renderOwnStatus();
@@ -432,6 +471,10 @@ window.__demo = {
   },
   status(user) {
     return client?.status(user)?.status ?? null;
+  },
+  /** How often the People list was drawn (it is redrawn every 5 s, for the relative times). */
+  get peopleRenders() {
+    return peopleRenders;
   },
 };
 

@@ -149,11 +149,12 @@ test("going offline and back online recovers the connection and the member list"
       );
       assert.deepEqual(await roomMembers(server), [alice, bob]);
 
-      // A real outage longer than the grace window (offline, and every
-      // packet dropped): the server notices, Bob leaves for Alice after the
-      // grace window, and he is back, entered again, once his network is.
+      // A real outage longer than the grace window (offline, and nothing
+      // goes through Bob's connection any more): the server notices, Bob
+      // leaves for Alice after the grace window, and he is back, entered
+      // again, once his network is.
       await b.context().setOffline(true);
-      proxy.cut();
+      proxy.pause();
       await b.waitForFunction(() => window.__demo.state === "reconnecting", null, { timeout: 10000 });
       await waitMember(a, bob, false, 20000);
       await waitStatus(a, bob, "offline");
