@@ -101,11 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let info = args.info.as_deref().map(parse_info).transpose()?;
     let ttl = parse_ttl(&args.ttl)?;
-    let (secret, generated) = Settings::load_signing_secret(args.settings)?;
-    if let Some(secret) = &generated {
-        // stderr: stdout is the token alone, for `TOKEN=$(presenced token ...)`.
-        eprintln!("{}", generated_notice(secret));
-    }
+    let secret = Settings::load_signing_secret(args.settings)?;
     println!("{}", sign_hs256(secret.expose(), &args.user, info, ttl)?);
     Ok(())
 }

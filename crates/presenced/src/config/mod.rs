@@ -36,6 +36,7 @@ pub use args::{ServeArgs, Values};
 pub use file::DEFAULT_CONFIG_FILE;
 use secrets::create_data_dir;
 pub(crate) use secrets::stored_secret;
+use secrets::read_stored_secret;
 pub use secrets::{API_KEY_FILE, GeneratedSecret, JWT_SECRET_FILE, Secret};
 
 /// Where the JSON Web Key Set of `jwt_jwks` comes from: an `http://` or
@@ -149,16 +150,14 @@ impl Settings {
     }
 
     /// The HMAC secret that `presenced token` signs with, from the same
-    /// sources as [`Settings::load`]; generated in the data directory if
-    /// nothing is configured, so tokens made before the first `serve` work.
-    /// Unlike `load` it leaves the API key alone: a key generated here would
-    /// never be shown by `serve`.
-    pub fn load_signing_secret(
-        args: ServeArgs,
-    ) -> anyhow::Result<(Secret, Option<GeneratedSecret>)> {
+    /// sources as [`Settings::load`]: the configured one, or the one a
+    /// server generated in its data directory. Never generates one: a token
+    /// signed with a secret no server has would be refused by the server
+    /// that is running, so an error says where it looked instead.
+    pub fn load_signing_secret(args: ServeArgs) -> anyhow::Result<Secret> {
         let values = validated(layered(args)?)?;
         if let Some(secret) = values.jwt_secret {
-            return Ok((secret, None));
+            return Ok(secret);
         }
         if let Some(pem) = values.jwt_public_key {
             bail!(
@@ -173,8 +172,16 @@ impl Settings {
                  to sign with; sign tokens with the matching private key instead"
             );
         }
-        create_data_dir(&values.data_dir)?;
-        stored_secret(&values.data_dir, JWT_SECRET_FILE, "JWT secret")
+        match read_stored_secret(&values.data_dir, JWT_SECRET_FILE, "JWT secret")? {
+            Some(secret) => Ok(secret),
+            None => bail!(
+                "no JWT secret to sign with: none is configured and {} does not exist \
+                 (a server writes it there at its first start). Run this where the server \
+                 runs, or give the server's --data-dir (PRESENCED_DATA_DIR), or pass the \
+                 secret with --jwt-secret (PRESENCED_JWT_SECRET)",
+                values.data_dir.join(JWT_SECRET_FILE).display()
+            ),
+        }
     }
 }
 

@@ -68,6 +68,20 @@ pub(super) fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
+/// Reads `<dir>/<file>`: `None` when there is no such file.
+pub(crate) fn read_stored_secret(
+    dir: &Path,
+    file: &str,
+    what: &'static str,
+) -> anyhow::Result<Option<Secret>> {
+    let path = dir.join(file);
+    match fs::read_to_string(&path) {
+        Ok(contents) => Ok(Some(stored_value(&path, &contents, what)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// Reads `<dir>/<file>`, or generates a secret and stores it there readable by
 /// the owner only. Returns the secret and, when it was generated now, a note
 /// to show the operator.

@@ -181,19 +181,31 @@ fn jwks_is_a_file_or_a_url_and_excludes_the_public_key() {
 }
 
 #[test]
-fn signing_secret_is_shared_with_serve_and_leaves_the_api_key() {
+fn signing_secret_is_the_one_serve_generated_and_never_a_new_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let (secret, generated) = Settings::load_signing_secret(in_dir(tmp.path())).unwrap();
-    assert!(generated.is_some());
-    assert!(!tmp.path().join("data/api_key").exists());
+    // Before any server ran there: refused, saying where it looked and how
+    // to pass one; nothing is written.
+    let e = format!(
+        "{:#}",
+        Settings::load_signing_secret(in_dir(tmp.path())).unwrap_err()
+    );
+    assert!(e.contains("data/jwt_secret") && e.contains("--jwt-secret"), "{e}");
+    assert!(!tmp.path().join("data").exists());
 
     let s = Settings::load(in_dir(tmp.path())).unwrap();
+    let secret = Settings::load_signing_secret(in_dir(tmp.path())).unwrap();
     assert_eq!(
         s.jwt_secret.as_ref().map(Secret::expose),
         Some(secret.expose())
     );
-    let names: Vec<_> = s.generated.iter().map(|g| g.what).collect();
-    assert_eq!(names, ["API key"]);
+    // A configured secret wins, file or not.
+    let other = tempfile::tempdir().unwrap();
+    let given = Settings::load_signing_secret(ServeArgs {
+        jwt_secret: Some("s3".into()),
+        ..in_dir(other.path())
+    })
+    .unwrap();
+    assert_eq!(given.expose(), "s3");
 }
 
 #[test]

@@ -25,6 +25,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use presenced_engine::{PresenceEvent, RestoredUser, UserStatus};
 use tokio::sync::{Notify, oneshot};
 
@@ -133,6 +135,53 @@ pub struct Backends {
     pub journal: Arc<dyn Journal>,
     pub liveness: Arc<dyn Liveness>,
     pub webhooks: Arc<dyn WebhookOutbox>,
+    /// The data directory's lock, held while any clone lives.
+    _lock: Arc<std::fs::File>,
+}
+
+/// The file whose exclusive lock marks a data directory in use.
+pub const LOCK_FILE: &str = "presenced.lock";
+
+/// Takes the data directory's exclusive lock, or says which server holds
+/// it: two servers on one journal would restore each other's users and
+/// write them offline while the other still serves them. The operating
+/// system releases it when the process ends, however it ends.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            anyhow::bail!(
+                "the data directory {} is in use by another presenced{} ({} is locked); \
+                 stop that server or give this one another --data-dir",
+                data_dir.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {holder})")
+                },
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    // Who holds it, for the next one's message.
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// Opens (creating if needed) `<data_dir>/presenced.db` and reads what the
@@ -143,6 +192,7 @@ pub fn open(
     webhook_urls: Vec<String>,
     offline_limit: usize,
 ) -> anyhow::Result<(Backends, Recovered)> {
+    let lock = lock_data_dir(data_dir)?;
     let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls, offline_limit)?;
     let store = Arc::new(store);
     let webhooks = Arc::new(outbox::SqliteOutbox::open(
@@ -154,6 +204,7 @@ pub fn open(
             journal: store.clone(),
             liveness: store,
             webhooks,
+            _lock: Arc::new(lock),
         },
         recovered,
     ))
