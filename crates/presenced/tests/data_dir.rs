@@ -78,11 +78,9 @@ async fn a_second_server_on_the_same_data_dir_exits_and_changes_nothing() {
     let mut bob = s.user("bob").await;
     let p = bob.watch(&["alice"]).await;
     assert_eq!(p["users"]["alice"]["status"], "online", "{p}");
-    bob.expect_none(
-        "alice going offline",
-        Duration::from_millis(600),
-        |f| mentions_user(f, "alice"),
-    )
+    bob.expect_none("alice going offline", Duration::from_millis(600), |f| {
+        mentions_user(f, "alice")
+    })
     .await;
     alice.barrier().await;
 }
@@ -98,7 +96,10 @@ async fn token_signs_with_the_servers_secret_and_never_invents_one() {
         stderr.contains("presenced-data/jwt_secret") && stderr.contains("--jwt-secret"),
         "says where it looked and how to pass one: {stderr}"
     );
-    assert!(!empty.path().join("presenced-data").exists(), "nothing written");
+    assert!(
+        !empty.path().join("presenced-data").exists(),
+        "nothing written"
+    );
 
     // A server that generated its secret: a token from its data directory
     // is one it accepts.
@@ -125,7 +126,11 @@ async fn token_signs_with_the_servers_secret_and_never_invents_one() {
     .await
     .expect("the server listens within 30 s");
     let out = run(dir.path(), &["token", "--user", "carol", "--data-dir", "d"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap();
     let mut carol = Client::open(&format!("ws://{addr}/v1/ws")).await;
     let welcome = carol.hello(Some(token.trim()), None).await;

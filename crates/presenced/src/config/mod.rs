@@ -35,8 +35,8 @@ use serde::Deserialize;
 pub use args::{ServeArgs, Values};
 pub use file::DEFAULT_CONFIG_FILE;
 use secrets::create_data_dir;
-pub(crate) use secrets::stored_secret;
 use secrets::read_stored_secret;
+pub(crate) use secrets::stored_secret;
 pub use secrets::{API_KEY_FILE, GeneratedSecret, JWT_SECRET_FILE, Secret};
 
 /// Where the JSON Web Key Set of `jwt_jwks` comes from: an `http://` or

@@ -189,7 +189,10 @@ fn signing_secret_is_the_one_serve_generated_and_never_a_new_one() {
         "{:#}",
         Settings::load_signing_secret(in_dir(tmp.path())).unwrap_err()
     );
-    assert!(e.contains("data/jwt_secret") && e.contains("--jwt-secret"), "{e}");
+    assert!(
+        e.contains("data/jwt_secret") && e.contains("--jwt-secret"),
+        "{e}"
+    );
     assert!(!tmp.path().join("data").exists());
 
     let s = Settings::load(in_dir(tmp.path())).unwrap();
