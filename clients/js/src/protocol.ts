@@ -51,10 +51,10 @@ export interface Member<D = MemberData> {
 /** Status of a watched user. */
 export interface PresenceEntry {
   status: UserStatus;
-  /** RFC 3339 time the user entered this status, or null if never seen. */
-  since: string | null;
-  /** RFC 3339 time the user last had a live connection, or null if never seen. */
-  last_seen: string | null;
+  /** RFC 3339 time the user entered this status, or null if never seen (absent for guests). */
+  since?: string | null;
+  /** RFC 3339 time the user last had a live connection, or null if never seen (absent for guests). */
+  last_seen?: string | null;
 }
 
 export interface Occupancy {

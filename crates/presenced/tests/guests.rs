@@ -210,17 +210,17 @@ async fn guest_may_not_subscribe_to_a_channel_without_guests() {
 async fn guest_may_watch_when_guests_watch_is_on() {
     let s = guest_server().await;
     let mut g = s.guest().await;
+    let mut bob = s.user("bob").await;
     let p = g.watch(&["alice"]).await;
-    assert_eq!(p["users"]["alice"]["status"], "offline", "{p}");
+    assert_eq!(p["users"]["alice"], json!({"status": "offline"}), "{p}");
+    bob.watch(&["alice"]).await;
     let _a = s.user("alice").await;
+    // Guests see the status alone (PROTOCOL.md §6), users the times too.
     let p = g.expect_status("alice", "online").await;
-    let entry = p["users"]["alice"].as_object().unwrap();
-    assert!(
-        entry
-            .keys()
-            .all(|k| ["status", "since", "last_seen"].contains(&k.as_str())),
-        "{p}"
-    );
+    assert_eq!(p["users"]["alice"], json!({"status": "online"}), "{p}");
+    let p = bob.expect_status("alice", "online").await;
+    assert!(p["users"]["alice"]["since"].is_string(), "{p}");
+    assert!(p["users"]["alice"]["last_seen"].is_string(), "{p}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,7 +133,7 @@ impl Engine {
             self.send_snapshot(conn, &name, guest, occupancy, out);
         }
         if !watching.is_empty() {
-            let frame = self.presence_frame(now, watching.iter().map(|u| &**u));
+            let frame = self.presence_frame(now, watching.iter().map(|u| &**u), guest);
             out.reply(conn, frame);
         }
     }

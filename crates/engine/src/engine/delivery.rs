@@ -346,11 +346,16 @@ impl Engine {
         let Some(watchers) = self.watchers.get(user) else {
             return;
         };
-        let frame = self.presence_frame(now, std::iter::once(&**user));
+        // Built once each, for users and for guests.
+        let mut frames: [Option<Frame>; 2] = [None, None];
         for conn in watchers {
-            if self.conns.get(conn).is_some_and(|c| c.detached.is_none()) {
-                out.push(*conn, frame.clone());
-            }
+            let Some(c) = self.conns.get(conn).filter(|c| c.detached.is_none()) else {
+                continue;
+            };
+            let guest = c.user.is_none();
+            let frame = frames[usize::from(guest)]
+                .get_or_insert_with(|| self.presence_frame(now, std::iter::once(&**user), guest));
+            out.push(*conn, frame.clone());
         }
     }
 }

@@ -41,12 +41,14 @@ impl Engine {
         self.presence_unknown(self.watchers.keys().map(|u| &**u))
     }
 
+    /// The `presence` frame of `users`; status only for a guest watcher.
     pub(super) fn presence_frame<'a>(
         &self,
         now: u64,
         users: impl Iterator<Item = &'a str>,
+        guest: bool,
     ) -> Frame {
-        presence_frame(users.map(|u| (u, self.presence(now, u))))
+        presence_frame(users.map(|u| (u, self.presence(now, u))), guest)
     }
 
     /// `(members, connections)` of a channel, if it exists.

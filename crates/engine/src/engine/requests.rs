@@ -439,7 +439,8 @@ impl Engine {
         out: &mut Effects,
     ) -> Result<(), RequestError> {
         let c = self.conns.get(&conn).expect("request from a known conn");
-        if c.user.is_none() && !self.cfg.guests_watch {
+        let guest = c.user.is_none();
+        if guest && !self.cfg.guests_watch {
             return Err(E_GUEST);
         }
         let mut new: Vec<&str> = users
@@ -460,7 +461,7 @@ impl Engine {
             .get_mut(&conn)
             .expect("request from a known conn")
             .watch(new);
-        let frame = self.presence_frame(now, users.iter().map(String::as_str));
+        let frame = self.presence_frame(now, users.iter().map(String::as_str), guest);
         out.reply(conn, frame);
         Ok(())
     }

@@ -157,31 +157,49 @@ pub(crate) fn message_frame(channel: &str, from: Option<&str>, data: &Value) -> 
     })
 }
 
+/// A watched user's presence as one watcher sees it: whole, or its status
+/// alone for a guest (PROTOCOL.md §6: no `since`, no `last_seen`).
 #[derive(Serialize)]
-struct PresenceOut {
-    status: UserStatus,
-    since: Option<Time>,
-    last_seen: Option<Time>,
+#[serde(untagged)]
+enum PresenceOut {
+    Full {
+        status: UserStatus,
+        since: Option<Time>,
+        last_seen: Option<Time>,
+    },
+    StatusOnly {
+        status: UserStatus,
+    },
 }
 
-impl From<UserPresence> for PresenceOut {
-    fn from(p: UserPresence) -> Self {
-        PresenceOut {
-            status: p.status,
-            since: p.since.map(Time),
-            last_seen: p.last_seen.map(Time),
+impl PresenceOut {
+    fn of(p: UserPresence, status_only: bool) -> Self {
+        if status_only {
+            PresenceOut::StatusOnly { status: p.status }
+        } else {
+            PresenceOut::Full {
+                status: p.status,
+                since: p.since.map(Time),
+                last_seen: p.last_seen.map(Time),
+            }
         }
     }
 }
 
-/// `presence`: the status of watched users, keyed (and so ordered) by id.
-pub(crate) fn presence_frame<'a>(users: impl Iterator<Item = (&'a str, UserPresence)>) -> Frame {
+/// `presence`: the status of watched users, keyed (and so ordered) by id;
+/// `status_only` for a guest watcher.
+pub(crate) fn presence_frame<'a>(
+    users: impl Iterator<Item = (&'a str, UserPresence)>,
+    status_only: bool,
+) -> Frame {
     #[derive(Serialize)]
     struct PresenceFrameOut<'a> {
         t: &'static str,
         users: BTreeMap<&'a str, PresenceOut>,
     }
-    let users = users.map(|(u, p)| (u, PresenceOut::from(p))).collect();
+    let users = users
+        .map(|(u, p)| (u, PresenceOut::of(p, status_only)))
+        .collect();
     Frame::from_json(&PresenceFrameOut {
         t: "presence",
         users,

@@ -12,7 +12,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::{AuthError, Claims, MAX_USER_ID_BYTES};
+use super::{AuthError, Claims, MAX_USER_ID_BYTES, NBF_LEEWAY_SECS};
 
 pub(super) fn decode_claims(
     token: &str,
@@ -95,6 +95,19 @@ fn claims_from(mut payload: Map<String, Value>, now: u64) -> Result<Claims, Auth
     };
     if sub.len() > MAX_USER_ID_BYTES {
         return Err(AuthError::SubjectTooLong);
+    }
+    if sub.chars().any(char::is_control) {
+        return Err(AuthError::SubjectInvalid);
+    }
+    // RFC 7519 §4.1.5, with a little leeway for clocks a few seconds apart.
+    match payload.remove("nbf") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            let nbf = numeric_date(&v).ok_or(AuthError::Malformed)?;
+            if nbf > now.saturating_add(NBF_LEEWAY_SECS) {
+                return Err(AuthError::NotYetValid);
+            }
+        }
     }
 
     let exp = match payload.remove("exp") {

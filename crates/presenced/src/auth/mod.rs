@@ -51,6 +51,9 @@ pub use self::sign::sign_hs256;
 
 /// Longest accepted user id (`sub`), in bytes; the same bound as channel names.
 pub const MAX_USER_ID_BYTES: usize = 200;
+/// How far in the future a token's `nbf` may be and still be accepted
+/// (clocks a few seconds apart).
+pub const NBF_LEEWAY_SECS: u64 = 5;
 
 /// What a verified token says about its holder.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +85,13 @@ pub enum AuthError {
     MissingSubject,
     #[error("token subject is longer than 200 bytes")]
     SubjectTooLong,
+    /// `sub` holds a control character (NUL, newline, ESC...), which would
+    /// become a user id and a log line.
+    #[error("token subject has a control character")]
+    SubjectInvalid,
+    /// `nbf` is later than now (beyond [`NBF_LEEWAY_SECS`]).
+    #[error("token not valid yet")]
+    NotYetValid,
     /// The token's `kid` is not in the JWKS (or it has none and the set has
     /// several keys).
     #[error("unknown token kid")]

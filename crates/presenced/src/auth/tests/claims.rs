@@ -95,6 +95,45 @@ fn subject_is_required_and_bounded() {
 }
 
 #[test]
+fn a_subject_with_a_control_character_is_refused() {
+    let v = secret_verifier();
+    for sub in [
+        "a\u{0}b",
+        "alice\n",
+        "\u{1b}[31mred",
+        "tab\there",
+        "del\u{7f}",
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": sub}));
+        assert_eq!(v.verify(&token), Err(AuthError::SubjectInvalid), "{sub:?}");
+    }
+    for sub in ["alice", "Élodie", "名前", "a b", "user@example.com"] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": sub}));
+        assert!(v.verify(&token).is_ok(), "{sub:?}");
+    }
+}
+
+#[test]
+fn nbf_is_honoured_with_a_few_seconds_of_leeway() {
+    let v = secret_verifier();
+    let now = unix_now();
+    for nbf in [now + 60, now + NBF_LEEWAY_SECS + 2] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "nbf": nbf}));
+        assert_eq!(v.verify(&token), Err(AuthError::NotYetValid), "nbf {nbf}");
+    }
+    for nbf in [now - 3600, now, now + 1] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "nbf": nbf}));
+        assert!(v.verify(&token).is_ok(), "nbf {nbf}");
+    }
+    let bad = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "nbf": "soon"}),
+    );
+    assert_eq!(v.verify(&bad), Err(AuthError::Malformed));
+}
+
+#[test]
 fn info_and_channels_are_carried() {
     let token = hs(
         Algorithm::HS256,

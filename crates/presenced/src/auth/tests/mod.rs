@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::claims::unix_now;
-use super::{AuthError, TokenVerifier, sign_hs256};
+use super::{AuthError, NBF_LEEWAY_SECS, TokenVerifier, sign_hs256};
 
 const SECRET: &str = "test-secret-that-is-long-enough-0123456789";
 
