@@ -85,6 +85,13 @@ async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &'static
     .await;
 }
 
+/// Answers the client's close frame: the WebSocket library queued the
+/// echo of its code when it read the frame; this sends it, bounded like
+/// [`close`].
+async fn answer_close(sink: &mut Sink) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, sink.close()).await;
+}
+
 fn text(frame: &Frame) -> Message {
     // Frames are serde_json output, always UTF-8.
     Message::Text(Utf8Bytes::try_from(frame.bytes().clone()).unwrap_or_default())
@@ -94,8 +101,31 @@ fn text(frame: &Frame) -> Message {
 enum End {
     /// Close with this code; the connection is detached if still bound.
     Close(u16, &'static str),
+    /// The client sent its close frame: answer it (RFC 6455 §5.5.1).
+    PeerClosed,
     /// The socket is gone or silent: just drop it.
     Drop,
+}
+
+/// What a read error means for the connection: a frame over the limit or
+/// a protocol violation (bad framing, RSV bits, reserved opcodes, invalid
+/// UTF-8...) is told with a close code; a broken transport is dropped.
+fn read_error(e: &axum::Error) -> End {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(ts) = s.downcast_ref::<tungstenite::Error>() {
+            return match ts {
+                tungstenite::Error::Capacity(_) => End::Close(4413, "frame too big"),
+                tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
+                    End::Close(4400, "protocol error")
+                }
+                _ => End::Drop,
+            };
+        }
+        source = s.source();
+    }
+    End::Drop
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -121,8 +151,10 @@ async fn run_split(mut sink: Sink, mut stream: Stream, state: AppState) {
         return;
     };
     let end = serve(&mut sink, &mut stream, &state, &socket).await;
-    if let End::Close(code, reason) = end {
-        Box::pin(close(&mut sink, &mut stream, code, reason)).await;
+    match end {
+        End::Close(code, reason) => Box::pin(close(&mut sink, &mut stream, code, reason)).await,
+        End::PeerClosed => Box::pin(answer_close(&mut sink)).await,
+        End::Drop => {}
     }
     // Dropping `socket` detaches the connection, here or on a panic.
 }
@@ -146,8 +178,14 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
     };
     let text_in = match first {
         Some(Ok(Message::Text(t))) => t,
-        Some(Err(e)) if is_too_big(&e) => {
-            close(sink, stream, 4413, "frame too big").await;
+        Some(Ok(Message::Close(_))) => {
+            answer_close(sink).await;
+            return None;
+        }
+        Some(Err(e)) => {
+            if let End::Close(code, reason) = read_error(&e) {
+                close(sink, stream, code, reason).await;
+            }
             return None;
         }
         Some(Ok(Message::Binary(_))) => {
@@ -229,10 +267,20 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, socket: &
                 let text_in = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => return End::Close(4400, "text frames only"),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return End::Drop,
-                    Some(Err(e)) if is_too_big(&e) => return End::Close(4413, "frame too big"),
-                    Some(Err(_)) => return End::Drop,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        // Control frames count against the same limit (the
+                        // pong that answers a ping costs a write).
+                        if limiter.check().is_err() {
+                            refused_in_a_row += 1;
+                            if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                                return End::Close(4429, "rate limited");
+                            }
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) => return End::PeerClosed,
+                    None => return End::Drop,
+                    Some(Err(e)) => return read_error(&e),
                 };
                 counters.frames_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if limiter.check().is_err() {
@@ -369,18 +417,6 @@ fn rate_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
     let per_sec = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(per_sec);
     RateLimiter::direct_with_clock(Quota::per_second(per_sec).allow_burst(burst), clock)
-}
-
-fn is_too_big(e: &axum::Error) -> bool {
-    use std::error::Error;
-    let mut source: Option<&(dyn Error + 'static)> = e.source();
-    while let Some(s) = source {
-        if let Some(ts) = s.downcast_ref::<tungstenite::Error>() {
-            return matches!(ts, tungstenite::Error::Capacity(_));
-        }
-        source = s.source();
-    }
-    false
 }
 
 #[cfg(test)]
