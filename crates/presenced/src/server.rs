@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
@@ -79,7 +80,14 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
 /// Runs the server until SIGTERM/SIGINT, then closes every connection with
 /// 1001 and returns.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.values.listen).await?;
+    let listener = TcpListener::bind(settings.values.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.values.listen))?;
+    if settings.values.dev_tokens {
+        tracing::warn!(
+            "--dev-tokens is on: anyone who can reach this server can sign in as anyone; never in production"
+        );
+    }
     let addr: SocketAddr = listener.local_addr()?;
     let data_dir = settings.values.data_dir.clone();
     // A JWKS URL is fetched now, before anything is opened: a failure stops

@@ -177,7 +177,14 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
         }
     };
     let text_in = match first {
-        Some(Ok(Message::Text(t))) => t,
+        Some(Ok(Message::Text(t))) => {
+            state
+                .hub
+                .counters()
+                .frames_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t
+        }
         Some(Ok(Message::Close(_))) => {
             answer_close(sink).await;
             return None;

@@ -1,7 +1,8 @@
-//! The data directory belongs to one server: a second `serve` on it exits
-//! with a clear message and changes nothing for the first one's users; and
-//! `presenced token` signs with the secret a server keeps there, never with
-//! one it invents.
+//! What an operator meets at start: the data directory belongs to one
+//! server (a second `serve` on it exits with a clear message and changes
+//! nothing for the first one's users); `presenced token` signs with the
+//! secret a server keeps there, never with one it invents; a taken address
+//! is named; `--dev-tokens` is warned about; `hello` counts as a frame in.
 
 mod common;
 
@@ -136,4 +137,62 @@ async fn token_signs_with_the_servers_secret_and_never_invents_one() {
     let welcome = carol.hello(Some(token.trim()), None).await;
     assert_eq!(welcome["user"], "carol", "{welcome}");
     server.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_address_is_named_and_hello_counts_as_a_frame_in() {
+    let s = Server::start(Opts::new()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = s.addr.to_string();
+    let out = run(
+        tmp.path(),
+        &[
+            "serve",
+            "--listen",
+            &addr,
+            "--data-dir",
+            "d",
+            "--jwt-secret",
+            "x",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+
+    // One hello, nothing else: one frame in.
+    let metrics = || async {
+        let body = reqwest::get(format!("http://{}/metrics", s.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix("presenced_frames_in_total "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .unwrap_or(0.0)
+    };
+    let before = metrics().await;
+    let _alice = s.user("alice").await;
+    assert_eq!(metrics().await - before, 1.0, "the hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_tokens_are_warned_about_at_start() {
+    let s = Server::start(Opts::new().config("dev_tokens = true\n")).await;
+    let out = s.output();
+    assert!(
+        out.contains("--dev-tokens is on") && out.contains("never in production"),
+        "{out}"
+    );
+    let quiet = Server::start(Opts::new()).await;
+    assert!(
+        !quiet.output().contains("--dev-tokens"),
+        "{}",
+        quiet.output()
+    );
 }
