@@ -83,6 +83,10 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log pipe whose reader has gone must not panic the task that
+        // logs (tracing would report its write error with eprintln!, which
+        // panics on that same pipe): the line is lost, the server goes on.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -97,6 +97,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let jwks_refresh = state.verifier.jwks_refresher().map(tokio::spawn);
     let state_hub = state.hub.clone();
     let heartbeat_ms = state.settings.values.heartbeat_ms;
+    let shutdown_timeout_ms = state.settings.values.shutdown_timeout_ms;
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let timers = tokio::spawn(state.hub.clone().drive_timers(shutdown.clone()));
@@ -140,8 +141,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        // Before logging: a log line must never be what stops a shutdown.
         signal_token.cancel();
+        tracing::info!("shutting down");
     });
     // Presence frames are small and latency-bound: never wait for Nagle.
     let listener = listener.tap_io(|tcp| {
@@ -152,15 +154,38 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // `into_make_service`: a bare `Router` as the make-service rebuilds its
     // route table for every accepted connection (`with_state(())` per
     // call); this hands each connection a clone of one shared router.
-    axum::serve(listener, app(state).into_make_service())
+    let serve = axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+        .into_future();
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        r = &mut serve => {
+            r?;
+            true
+        }
+        _ = shutdown.cancelled() => false,
+    };
+    // From the signal on, everything below shares one bounded budget, so
+    // neither a client holding a half-sent request nor one that does not
+    // read can hold the shutdown.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(shutdown_timeout_ms);
+    // The listener is closed; requests in flight may finish until then.
+    if !served {
+        match tokio::time::timeout_at(deadline, &mut serve).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server ended with an error"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open at the shutdown deadline; left behind")
+            }
+        }
+    }
     tasks.close();
     // A client that does not read cannot be sent its close frame; the
     // heartbeat gives up on it within two heartbeats. Wait no longer than
-    // that, so a stuck socket cannot hold the shutdown.
+    // that, nor past the deadline.
     let linger = Duration::from_millis(heartbeat_ms.saturating_mul(3));
-    if tokio::time::timeout(linger, tasks.wait()).await.is_err() {
+    let until = deadline.min(tokio::time::Instant::now() + linger);
+    if tokio::time::timeout_at(until, tasks.wait()).await.is_err() {
         tracing::warn!("some connections did not close in time");
     }
     heartbeats.abort();
@@ -175,15 +200,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Err(e) = crate::store::save_sessions(&data_dir, &sessions) {
         tracing::warn!(error = %e, "sessions not kept; clients will enter again after the restart");
     }
-    // The last beat, then wait until everything queued is durable.
+    // The last beat, then wait until everything queued is durable (a store
+    // that cannot commit gets a second past the deadline, no more: what it
+    // did not commit is re-derived at the next start).
     backends.liveness.beat(now_ms());
-    if !backends.journal.barrier().wait().await {
+    let committed = tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now()) + Duration::from_secs(1),
+        backends.journal.barrier().wait(),
+    )
+    .await;
+    if committed != Ok(true) {
         tracing::error!("the journal could not commit its last events");
     }
     // One last, bounded attempt to deliver what is due; the rest stays in
     // the outbox for the next start.
     if let Some(webhooks) = webhooks {
-        webhooks.shutdown(std::time::Duration::from_secs(2)).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        webhooks
+            .shutdown(left.clamp(Duration::from_millis(200), Duration::from_secs(2)))
+            .await;
     }
     Ok(())
 }

@@ -227,6 +227,10 @@ settings! {
         #[arg(long, env = "PRESENCED_HELLO_TIMEOUT_MS", value_name = "MS")]
         pub hello_timeout_ms: Option<u64> = 10_000,
 
+        /// Longest a shutdown (SIGTERM, SIGINT) waits for open requests and connections to close [default: 10000]
+        #[arg(long, env = "PRESENCED_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
+        pub shutdown_timeout_ms: Option<u64> = 10_000,
+
         /// Window in which a burst of member changes is merged into one diff [default: 50]
         #[arg(long, env = "PRESENCED_COALESCE_MS", value_name = "MS")]
         pub coalesce_ms: Option<u64> = 50,

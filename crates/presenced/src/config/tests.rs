@@ -51,6 +51,7 @@ fn defaults() {
     assert_eq!(v.grace_ms, 15_000);
     assert_eq!(v.heartbeat_ms, 20_000);
     assert_eq!(v.hello_timeout_ms, 10_000);
+    assert_eq!(v.shutdown_timeout_ms, 10_000);
     assert_eq!(v.coalesce_ms, 50);
     assert_eq!(v.coalesce_burst, 10);
     assert_eq!(v.occupancy_interval_ms, 1_000);
@@ -495,6 +496,7 @@ fn every_setting_names_its_flag_and_env_var_after_its_key() {
             "grace_ms",
             "heartbeat_ms",
             "hello_timeout_ms",
+            "shutdown_timeout_ms",
             "coalesce_ms",
             "coalesce_burst",
             "occupancy_interval_ms",
@@ -536,6 +538,7 @@ fn every_flag_but_config_is_a_file_key() {
         grace_ms = 1
         heartbeat_ms = 2
         hello_timeout_ms = 3
+        shutdown_timeout_ms = 15
         coalesce_ms = 4
         coalesce_burst = 5
         occupancy_interval_ms = 6
@@ -583,8 +586,9 @@ fn every_flag_but_config_is_a_file_key() {
         u64::from(v.rate_per_sec),
         u64::from(v.rate_burst),
         v.offline_cache as u64,
+        v.shutdown_timeout_ms,
     ];
-    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
 
     let err = load_err(with_toml(tmp.path(), "config = \"other.toml\""));
     assert!(err.contains("unknown field `config`"), "{err}");
