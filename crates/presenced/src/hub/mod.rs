@@ -412,9 +412,28 @@ impl Hub {
         let mut every = tokio::time::interval(Duration::from_millis(tick));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_ping = now_ms() + heartbeat_ms;
+        let mut last = now_ms();
         loop {
             every.tick().await;
             let now = now_ms();
+            // A round this late means the process itself stood still (a
+            // pause, an overloaded host). That was the server's silence, not
+            // the clients': the time it stood still does not count as
+            // theirs, and what they sent meanwhile, waiting unread in their
+            // sockets, is read before the next round judges.
+            let late = now.saturating_sub(last).saturating_sub(tick);
+            last = now;
+            if late > tick.max(250) {
+                tracing::warn!(
+                    late_ms = late,
+                    "the heartbeat round came late: the process stood still; that time is not counted as clients' silence"
+                );
+                let g = self.lock();
+                for b in g.sockets.values() {
+                    b.outbox.forgive(late);
+                }
+                continue;
+            }
             let ping = now >= next_ping;
             if ping {
                 next_ping = now + heartbeat_ms;

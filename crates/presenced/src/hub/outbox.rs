@@ -74,6 +74,16 @@ impl Outbox {
         self.last_rx.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// The server stood still for `ms`: that time is not the client's
+    /// silence.
+    pub fn forgive(&self, ms: u64) {
+        let _ = self
+            .last_rx
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(ms).min(now_ms()))
+            });
+    }
+
     /// Sets when the connection's token expires (unix seconds), or never.
     pub fn set_expiry(&self, exp_unix_secs: Option<u64>) {
         let ms = exp_unix_secs.map_or(0, |s| s.saturating_mul(1000).max(1));
