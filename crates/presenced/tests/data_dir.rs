@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 
 /// Runs `presenced <args>` in `dir`; it must exit within 30 s.
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -105,27 +104,8 @@ async fn token_signs_with_the_servers_secret_and_never_invents_one() {
     // A server that generated its secret: a token from its data directory
     // is one it accepts.
     let dir = tempfile::tempdir().unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"])
-        .current_dir(dir.path())
-        .env_remove("PRESENCED_CONFIG")
-        .env_remove("PRESENCED_JWT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn presenced");
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.strip_prefix("listening on http://") {
-                return a.to_owned();
-            }
-        }
-        panic!("the server ended before listening");
-    })
-    .await
-    .expect("the server listens within 30 s");
+    let mut server = spawn_raw(dir.path(), &["--listen", "127.0.0.1:0", "--data-dir", "d"]).await;
+    let addr = server.addr.clone();
     let out = run(dir.path(), &["token", "--user", "carol", "--data-dir", "d"]);
     assert!(
         out.status.success(),
@@ -136,7 +116,7 @@ async fn token_signs_with_the_servers_secret_and_never_invents_one() {
     let mut carol = Client::open(&format!("ws://{addr}/v1/ws")).await;
     let welcome = carol.hello(Some(token.trim()), None).await;
     assert_eq!(welcome["user"], "carol", "{welcome}");
-    server.kill().await.unwrap();
+    server.child.kill().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,33 +41,27 @@ async fn a_half_sent_request_does_not_hold_the_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gone_log_reader_does_not_stop_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"])
-        .args(["--jwt-secret", "s", "--api-key", "k"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .env_remove("PRESENCED_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn presenced");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.strip_prefix("listening on http://") {
-                return a.to_owned();
-            }
-        }
-        panic!("the server ended before listening");
-    })
-    .await
-    .expect("the server listens within 30 s");
+    let RawServer {
+        mut child,
+        addr,
+        stdout,
+    } = spawn_raw(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "d",
+            "--jwt-secret",
+            "s",
+            "--api-key",
+            "k",
+        ],
+    )
+    .await;
     // The reader goes away: every later log line meets a broken pipe.
-    drop(lines);
-    drop(stderr);
+    drop(stdout);
+    drop(child.stderr.take());
     let health = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();

@@ -24,6 +24,7 @@
 
 mod client;
 mod drone;
+mod raw;
 mod server;
 mod timing;
 mod tokens;
@@ -31,6 +32,7 @@ mod view;
 
 pub use client::{Client, Ws};
 pub use drone::{Drone, connect_drones, enter_drones};
+pub use raw::{RawServer, spawn_raw};
 pub use server::{Opts, RULES_TOML, Server};
 pub use timing::{WAIT, heavy_lock, now_secs, wait_for};
 pub use tokens::{alg_none_token, sign_with};
