@@ -409,7 +409,7 @@ fn handle_text(state: &AppState, socket: &HubSocket, text_in: &str) -> Handled {
             Handled::Done
         };
     }
-    if socket.needs_recall(&req.frame) {
+    if matches!(req.frame, ClientFrame::Watch { .. }) {
         return Handled::Watch(req.id, req.frame);
     }
     socket.request(req.id, req.frame);

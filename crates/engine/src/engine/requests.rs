@@ -431,16 +431,17 @@ impl Engine {
         n
     }
 
-    pub(super) fn watch(
-        &mut self,
-        now: u64,
+    /// Whether connection `conn` may watch `users` (a guest only with
+    /// `guests_watch`, at most `max_watch_per_conn` in all); `Ok` with the
+    /// users it does not watch yet, sorted and without repeats. The caller
+    /// checks this before it looks anybody up for a `watch`.
+    pub fn check_watch<'a>(
+        &self,
         conn: ConnId,
-        users: Vec<String>,
-        out: &mut Effects,
-    ) -> Result<(), RequestError> {
-        let c = self.conns.get(&conn).expect("request from a known conn");
-        let guest = c.user.is_none();
-        if guest && !self.cfg.guests_watch {
+        users: &'a [String],
+    ) -> Result<Vec<&'a str>, RequestError> {
+        let c = self.conns.get(&conn).ok_or(E_GONE)?;
+        if c.user.is_none() && !self.cfg.guests_watch {
             return Err(E_GUEST);
         }
         let mut new: Vec<&str> = users
@@ -453,7 +454,22 @@ impl Engine {
         if c.watching.len() + new.len() > self.cfg.max_watch_per_conn {
             return Err(E_WATCH);
         }
-        let new: Vec<UserId> = new.into_iter().map(Arc::from).collect();
+        Ok(new)
+    }
+
+    pub(super) fn watch(
+        &mut self,
+        now: u64,
+        conn: ConnId,
+        users: Vec<String>,
+        out: &mut Effects,
+    ) -> Result<(), RequestError> {
+        let new: Vec<UserId> = self
+            .check_watch(conn, &users)?
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let guest = self.conns.get(&conn).is_some_and(|c| c.user.is_none());
         for u in &new {
             self.add_watcher(u, conn);
         }

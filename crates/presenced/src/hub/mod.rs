@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use presenced_engine::{
     ClientFrame, ConnId, Effect, Effects, Engine, EngineConfig, ErrorCode, Identity, PresenceEvent,
-    RequestError, RestoredUser, SessionRecord, UserDetail, UserPresence, UserStatus,
+    RequestError, RestoredUser, SessionRecord, UserDetail, UserId, UserPresence, UserStatus,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
@@ -179,6 +179,11 @@ impl Hub {
         users: impl IntoIterator<Item = &'a str>,
     ) -> Result<Vec<StoredPresence>, Unavailable> {
         let unknown = self.read(|engine, _| engine.presence_unknown(users));
+        self.look_up(unknown).await
+    }
+
+    /// Reads the journal's last presence of `unknown` users.
+    async fn look_up(&self, unknown: Vec<UserId>) -> Result<Vec<StoredPresence>, Unavailable> {
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
@@ -536,36 +541,38 @@ impl HubSocket {
     }
 
     /// Applies one request (not `hello` or `refresh`); its reply and the
-    /// frames it produced go into outboxes. A `watch` of users the engine
-    /// does not remember reads the journal first: await
-    /// [`HubSocket::watch`] for those (see [`HubSocket::needs_recall`]).
+    /// frames it produced go into outboxes. A `watch` goes through
+    /// [`HubSocket::watch`] instead.
     pub fn request(&self, req_id: Option<u64>, frame: ClientFrame) {
-        self.apply(req_id, frame, &[]);
+        let conn = self.conn;
+        self.hub.change(|engine, now, fx| {
+            // A refused request is answered in `fx`; nothing else to do.
+            let _ = engine.request(now, conn, req_id, frame, fx);
+        });
     }
 
-    /// Whether `frame` is a `watch` naming users the engine neither has live
-    /// nor remembers.
-    pub fn needs_recall(&self, frame: &ClientFrame) -> bool {
-        match frame {
-            ClientFrame::Watch { users } => self.hub.read(|engine, _| {
-                !engine
-                    .presence_unknown(users.iter().map(String::as_str))
-                    .is_empty()
-            }),
-            _ => false,
-        }
-    }
-
-    /// [`HubSocket::request`] for a `watch`, after reading from the journal
-    /// the users the engine does not remember; `unavailable` when it
-    /// cannot answer (and nothing changes).
+    /// A `watch` request: the users it may watch that the engine does not
+    /// remember are read from the journal first (a watch that will be
+    /// refused reads nothing); `unavailable` when the journal cannot answer
+    /// (and nothing changes).
     pub async fn watch(&self, req_id: Option<u64>, frame: ClientFrame) {
-        let found = match &frame {
-            ClientFrame::Watch { users } => self.hub.recall(users.iter().map(String::as_str)).await,
-            _ => Ok(Vec::new()),
+        let conn = self.conn;
+        let unknown = match &frame {
+            ClientFrame::Watch { users } => {
+                self.hub
+                    .read(|engine, _| match engine.check_watch(conn, users) {
+                        Ok(new) => engine.presence_unknown(new),
+                        Err(_) => Vec::new(),
+                    })
+            }
+            _ => Vec::new(),
         };
-        match found {
-            Ok(found) => self.apply(req_id, frame, &found),
+        match self.hub.look_up(unknown).await {
+            Ok(found) => self.hub.change(|engine, now, fx| {
+                engine.with_recalled(recalled(&found), |engine| {
+                    let _ = engine.request(now, conn, req_id, frame, fx);
+                })
+            }),
             Err(Unavailable) => {
                 let e = RequestError::new(
                     ErrorCode::Unavailable,
@@ -574,16 +581,6 @@ impl HubSocket {
                 self.outbox.reply(presenced_engine::error_frame(req_id, &e));
             }
         }
-    }
-
-    fn apply(&self, req_id: Option<u64>, frame: ClientFrame, found: &[StoredPresence]) {
-        let conn = self.conn;
-        self.hub.change(|engine, now, fx| {
-            engine.with_recalled(recalled(found), |engine| {
-                // A refused request is answered in `fx`; nothing else to do.
-                let _ = engine.request(now, conn, req_id, frame, fx);
-            });
-        });
     }
 
     /// Replaces the connection's identity with a freshly verified one
