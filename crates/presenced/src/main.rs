@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing("info");
+            limit_malloc_arenas();
             serve(args)
         }
         Command::Token(args) => {
@@ -88,6 +89,31 @@ fn init_tracing(default: &str) {
         // panics on that same pipe): the line is lost, the server goes on.
         .log_internal_errors(false)
         .init();
+}
+
+/// One glibc malloc arena per core instead of glibc's eight per core. The
+/// server's threads are tokio's workers (one per core) and a few blocking
+/// ones; with eight arenas per core, memory freed after a busy minute stays
+/// spread over arenas that are never used again, and an idle server keeps
+/// it (BENCHMARKS.md, "users"). Runs before any thread starts; an operator's
+/// own `GLIBC_TUNABLES=glibc.malloc.arena_max=…` wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let set_by_operator =
+            std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
+        if !set_by_operator {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+            // The workspace's one unsafe block. SAFETY: mallopt changes a
+            // malloc parameter and touches no memory of ours; it runs
+            // before the runtime starts any thread.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, arenas);
+            }
+        }
+    }
 }
 
 #[tokio::main]

@@ -63,6 +63,12 @@ pub(super) fn open_db(path: &Path) -> anyhow::Result<Connection> {
     // loss may drop the last transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // A page cache of 256 KiB per connection (SQLite's default is 2 MiB):
+    // the journal's writes and the few reads touch the B-tree's upper pages
+    // and the rows in flight, and the OS caches the file anyway, so a larger
+    // cache only grows with the users table without making commits faster
+    // (BENCHMARKS.md, "users").
+    conn.pragma_update(None, "cache_size", -256)?;
     Ok(conn)
 }
 
