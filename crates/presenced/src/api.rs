@@ -148,9 +148,10 @@ fn unavailable(_: crate::hub::Unavailable) -> ApiError {
     ApiError::unavailable("the store is not available; retry")
 }
 
-/// Whether the server is ready to serve (its backend is reachable).
+/// Whether the server is ready to serve: its store commits and takes new
+/// transitions (its queue is under the bound).
 fn is_ready(state: &AppState) -> bool {
-    state.backends.journal.is_healthy()
+    state.backends.journal.accepting()
 }
 
 // ----- bodies --------------------------------------------------------------
@@ -589,7 +590,8 @@ pub async fn post_message(
 
 // ----- handlers: operations ------------------------------------------------
 
-/// Readiness: 200 `ok` when the backend is reachable, else 503.
+/// Readiness: 200 `ok` when the store commits and takes new changes, else
+/// 503 (the disk is full or failing, or too many changes wait for it).
 #[utoipa::path(
     get, path = "/readyz", tag = "operations", security(()),
     responses(
