@@ -348,6 +348,7 @@ pub struct ChannelsListQuery {
         (status = 401, description = "No API key", body = ErrorBody),
         (status = 403, description = "Wrong API key", body = ErrorBody),
         (status = 404, description = "Never seen", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn get_user(
@@ -375,6 +376,7 @@ pub async fn get_user(
         (status = 403, description = "Wrong API key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn query_users(
@@ -412,6 +414,7 @@ pub async fn query_users(
         (status = 400, description = "Invalid status, limit or cursor", body = ErrorBody),
         (status = 401, description = "No API key", body = ErrorBody),
         (status = 403, description = "Wrong API key", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn list_users(

@@ -22,6 +22,8 @@
 //! the same lock as the read.
 
 mod outbox;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
