@@ -641,7 +641,7 @@ impl Drop for HubSocket {
 /// commit, or its queue is at its bound. A client is then never told it
 /// entered (or came online) when a crash could lose it; what cannot be
 /// refused (a socket closing, a grace window ending) is still queued, so the
-/// bound is soft by at most one transition per live connection.
+/// bound is soft by the leaves and offlines of the connections there are.
 fn journal_refuses(journal: &dyn Journal) -> Option<RequestError> {
     if journal.accepting() {
         None
