@@ -148,9 +148,10 @@ fn unavailable(_: crate::hub::Unavailable) -> ApiError {
     ApiError::unavailable("the store is not available; retry")
 }
 
-/// Whether the server is ready to serve (its backend is reachable).
+/// Whether the server is ready to serve: its store commits and takes new
+/// transitions (its queue is under the bound).
 fn is_ready(state: &AppState) -> bool {
-    state.backends.journal.is_healthy()
+    state.backends.journal.accepting()
 }
 
 // ----- bodies --------------------------------------------------------------
@@ -347,6 +348,7 @@ pub struct ChannelsListQuery {
         (status = 401, description = "No API key", body = ErrorBody),
         (status = 403, description = "Wrong API key", body = ErrorBody),
         (status = 404, description = "Never seen", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn get_user(
@@ -374,6 +376,7 @@ pub async fn get_user(
         (status = 403, description = "Wrong API key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn query_users(
@@ -411,6 +414,7 @@ pub async fn query_users(
         (status = 400, description = "Invalid status, limit or cursor", body = ErrorBody),
         (status = 401, description = "No API key", body = ErrorBody),
         (status = 403, description = "Wrong API key", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now (`unavailable`); retry", body = ErrorBody),
     ),
 )]
 pub async fn list_users(
@@ -589,7 +593,8 @@ pub async fn post_message(
 
 // ----- handlers: operations ------------------------------------------------
 
-/// Readiness: 200 `ok` when the backend is reachable, else 503.
+/// Readiness: 200 `ok` when the store commits and takes new changes, else
+/// 503 (the disk is full or failing, or too many changes wait for it).
 #[utoipa::path(
     get, path = "/readyz", tag = "operations", security(()),
     responses(

@@ -32,6 +32,8 @@ pub const RESYNCS: &str = "presenced_resyncs_total";
 pub const WEBHOOK_QUEUE_DEPTH: &str = "presenced_webhook_queue_depth";
 pub const WEBHOOK_FAILURES: &str = "presenced_webhook_failures_total";
 pub const STORE_WRITE_SECONDS: &str = "presenced_store_write_seconds";
+pub const STORE_WRITE_FAILURES: &str = "presenced_store_write_failures_total";
+pub const JOURNAL_QUEUE_DEPTH: &str = "presenced_journal_queue_depth";
 
 /// Bucket bounds of `presenced_store_write_seconds`: a batched SQLite commit
 /// takes from well under a millisecond to, on a slow disk, a second or more.
@@ -111,8 +113,18 @@ fn describe() {
         Unit::Seconds,
         "Time to commit one batch of writes to the store."
     );
+    describe_counter!(
+        STORE_WRITE_FAILURES,
+        "Store commits that failed (the batch is kept and retried)."
+    );
+    describe_gauge!(
+        JOURNAL_QUEUE_DEPTH,
+        "Presence events and beats queued for the store and not yet committed."
+    );
     gauge!(WEBHOOK_QUEUE_DEPTH).set(0.0);
     counter!(WEBHOOK_FAILURES).increment(0);
+    counter!(STORE_WRITE_FAILURES).increment(0);
+    gauge!(JOURNAL_QUEUE_DEPTH).set(0.0);
     // Registers the histogram (its buckets render with zero counts).
     let _ = histogram!(STORE_WRITE_SECONDS);
 }
@@ -128,6 +140,8 @@ pub struct Snapshot {
     pub frames_out: u64,
     pub dropped_broadcasts: u64,
     pub resyncs: u64,
+    /// Operations queued for the store and not yet committed.
+    pub journal_queue: u64,
 }
 
 /// Renders the document: `now`'s gauges and counters, plus what the store
@@ -144,6 +158,7 @@ pub fn render(now: &Snapshot) -> String {
     counter!(FRAMES_OUT).absolute(now.frames_out);
     counter!(DROPPED_BROADCASTS).absolute(now.dropped_broadcasts);
     counter!(RESYNCS).absolute(now.resyncs);
+    gauge!(JOURNAL_QUEUE_DEPTH).set(now.journal_queue as f64);
     handle.run_upkeep();
     handle.render()
 }
@@ -151,6 +166,11 @@ pub fn render(now: &Snapshot) -> String {
 /// Records how long one store commit took.
 pub fn record_store_write(secs: f64) {
     histogram!(STORE_WRITE_SECONDS).record(secs);
+}
+
+/// Counts failed store commits.
+pub fn add_store_failures(n: u64) {
+    counter!(STORE_WRITE_FAILURES).increment(n);
 }
 
 /// Sets how many webhook events wait in the outbox, over all URLs.

@@ -46,6 +46,7 @@ impl AppState {
             &settings.values.data_dir,
             settings.values.webhook_urls.clone(),
             settings.values.offline_cache,
+            settings.values.journal_queue,
         )?;
         let hub = Hub::new(engine_config(&settings), backends.journal.clone());
         // Oldest first: the cache keeps the newest when it is full.

@@ -241,7 +241,15 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
 
     let outbox = Outbox::new(settings.values.outbox_frames);
     outbox.set_expiry(expires);
-    Some(state.hub.connect(ident, resume.as_deref(), req_id, outbox))
+    match state.hub.connect(ident, resume.as_deref(), req_id, outbox) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            // The store cannot take the transition: try again later (1013).
+            let _ = sink.send(text(&error_frame(req_id, &e))).await;
+            close(sink, stream, 1013, "unavailable").await;
+            None
+        }
+    }
 }
 
 /// The connection's life after hello: writes the outbox, reads requests.

@@ -201,6 +201,15 @@ impl Engine {
         Some((page, next))
     }
 
+    /// Whether a `hello` of `user` naming `resume` would take over a held
+    /// session (rather than open a new connection).
+    pub fn resumes(&self, resume: Option<&str>, user: Option<&str>) -> bool {
+        resume
+            .and_then(|s| self.sessions.get(s))
+            .and_then(|conn| self.conns.get(conn))
+            .is_some_and(|c| c.user.as_deref() == user)
+    }
+
     /// Sum of members over all channels.
     pub fn member_count(&self) -> usize {
         self.shared.member_count()

@@ -324,6 +324,10 @@ settings! {
         #[arg(long, env = "PRESENCED_OFFLINE_CACHE", value_name = "N")]
         pub offline_cache: Option<usize> = 10_000,
 
+        /// Presence events waiting for the disk before new connections and changes are refused with `unavailable` [default: 100000]
+        #[arg(long, env = "PRESENCED_JOURNAL_QUEUE", value_name = "N")]
+        pub journal_queue: Option<usize> = 100_000,
+
         /// Requests per second allowed per connection [default: 50]
         #[arg(long, env = "PRESENCED_RATE_PER_SEC", value_name = "N")]
         pub rate_per_sec: Option<u32> = 50,

@@ -63,6 +63,7 @@ fn defaults() {
     assert_eq!(v.max_watch_per_conn, 1_000);
     assert_eq!(v.outbox_frames, 1_024);
     assert_eq!(v.offline_cache, 10_000);
+    assert_eq!(v.journal_queue, 100_000);
     assert_eq!(v.rate_per_sec, 50);
     assert_eq!(v.rate_burst, 100);
     assert!(v.channels.is_empty());
@@ -511,6 +512,7 @@ fn every_setting_names_its_flag_and_env_var_after_its_key() {
             "max_watch_per_conn",
             "outbox_frames",
             "offline_cache",
+            "journal_queue",
             "rate_per_sec",
             "rate_burst",
             "redis_url",
@@ -553,6 +555,7 @@ fn every_flag_but_config_is_a_file_key() {
         max_watch_per_conn = 10
         outbox_frames = 11
         offline_cache = 14
+        journal_queue = 16
         rate_per_sec = 12
         rate_burst = 13
         "#,
@@ -587,8 +590,12 @@ fn every_flag_but_config_is_a_file_key() {
         u64::from(v.rate_burst),
         v.offline_cache as u64,
         v.shutdown_timeout_ms,
+        v.journal_queue as u64,
     ];
-    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    assert_eq!(
+        numbers,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+    );
 
     let err = load_err(with_toml(tmp.path(), "config = \"other.toml\""));
     assert!(err.contains("unknown field `config`"), "{err}");

@@ -22,6 +22,8 @@
 //! the same lock as the read.
 
 mod outbox;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -244,17 +246,26 @@ impl Hub {
     /// connection: a new one, or the session's when `resume` names one that
     /// is still held. The `welcome` (and on resume the snapshots) go into
     /// `outbox`. Dropping the returned socket detaches the connection.
+    /// `unavailable` (and nothing changes) for a new connection of a user
+    /// while the journal takes no new transitions ([`journal_refuses`]); a
+    /// guest's, or a resume of a held session, is let in.
     pub fn connect(
         self: &Arc<Self>,
         ident: Identity,
         resume: Option<&str>,
         req_id: Option<u64>,
         outbox: Arc<Outbox>,
-    ) -> HubSocket {
+    ) -> Result<HubSocket, RequestError> {
         let socket_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let fresh_conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = random_token();
         let mut g = self.lock();
+        if ident.user.is_some()
+            && !g.engine.resumes(resume, ident.user.as_deref())
+            && let Some(e) = journal_refuses(&*self.journal)
+        {
+            return Err(e);
+        }
         let mut fx = Effects::new();
         let attached = g.engine.connect(
             now_ms(),
@@ -280,12 +291,12 @@ impl Hub {
             outbox.close(1001, "server shutting down");
         }
         drop(g);
-        HubSocket {
+        Ok(HubSocket {
             hub: self.clone(),
             conn: attached.conn,
             socket_id,
             outbox,
-        }
+        })
     }
 
     /// Unbinds the socket if it is still the one bound to `conn` and then
@@ -392,6 +403,7 @@ impl Hub {
             frames_out: c.frames_out.load(Ordering::Relaxed),
             dropped_broadcasts: c.dropped_broadcasts.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
+            journal_queue: self.journal.queue_depth(),
         }
     }
 
@@ -542,9 +554,23 @@ impl HubSocket {
 
     /// Applies one request (not `hello` or `refresh`); its reply and the
     /// frames it produced go into outboxes. A `watch` goes through
-    /// [`HubSocket::watch`] instead.
+    /// [`HubSocket::watch`] instead. A request that would journal a
+    /// transition is refused `unavailable` while the journal takes none
+    /// ([`journal_refuses`]); `bye` is not (the socket could close anyway).
     pub fn request(&self, req_id: Option<u64>, frame: ClientFrame) {
         let conn = self.conn;
+        let journals = matches!(
+            frame,
+            ClientFrame::Enter { .. }
+                | ClientFrame::Update { .. }
+                | ClientFrame::Leave { .. }
+                | ClientFrame::Unsubscribe { .. }
+                | ClientFrame::Status { .. }
+        );
+        if journals && let Some(e) = journal_refuses(&*self.hub.journal) {
+            self.outbox.reply(presenced_engine::error_frame(req_id, &e));
+            return;
+        }
         self.hub.change(|engine, now, fx| {
             // A refused request is answered in `fx`; nothing else to do.
             let _ = engine.request(now, conn, req_id, frame, fx);
@@ -608,6 +634,27 @@ impl HubSocket {
 impl Drop for HubSocket {
     fn drop(&mut self) {
         self.hub.release(self.conn, self.socket_id);
+    }
+}
+
+/// Why a new transition is refused now, if it is: the journal cannot
+/// commit, or its queue is at its bound. A client is then never told it
+/// entered (or came online) when a crash could lose it; what cannot be
+/// refused (a socket closing, a grace window ending) is still queued, so the
+/// bound is soft by the leaves and offlines of the connections there are.
+fn journal_refuses(journal: &dyn Journal) -> Option<RequestError> {
+    if journal.accepting() {
+        None
+    } else if !journal.is_healthy() {
+        Some(RequestError::new(
+            ErrorCode::Unavailable,
+            "the server cannot store presence changes now; retry",
+        ))
+    } else {
+        Some(RequestError::new(
+            ErrorCode::Unavailable,
+            "the server has too many presence changes waiting for its store; retry",
+        ))
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - [`Journal`]: presence transitions (who is online, with their channel
 //!   memberships and data, every user's last status and last_seen), queued
-//!   without blocking and made durable in order; a [`Barrier`] lets a reader
+//!   without blocking into a bounded queue and made durable in order (a
+//!   failed commit is retried, never dropped); a [`Barrier`] lets a reader
 //!   wait until everything queued before it is durable.
 //! - [`Liveness`]: when this node was last known alive, so a restart after a
 //!   crash dates the last_seen of users it finds online no later than that.
@@ -13,13 +14,14 @@
 //!   webhook senders read and acknowledge through it.
 //!
 //! [`open`] gives the embedded implementation: SQLite in the data directory
-//! (`sqlite.rs`: the journal's writer thread and the schema; `outbox.rs`:
-//! the outbox queries). Sessions kept at a clean shutdown are a file of their
+//! (`sqlite.rs`: the schema and the journal's handle; `writer.rs`: its
+//! writer thread; `outbox.rs`: the outbox queries). Sessions kept at a clean shutdown are a file of their
 //! own (`sessions.rs`).
 
 mod outbox;
 mod sessions;
 mod sqlite;
+mod writer;
 
 use std::fmt;
 use std::path::Path;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use presenced_engine::{PresenceEvent, RestoredUser, UserStatus};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, watch};
 
 pub use sessions::{save_sessions, take_sessions};
 
@@ -38,12 +40,21 @@ pub const ALIVE_INTERVAL_MS: u64 = 1_000;
 /// The presence journal.
 pub trait Journal: Send + Sync + fmt::Debug {
     /// Queues a presence event, to be made durable after every event queued
-    /// before it; never blocks (it is called under the hub's lock).
+    /// before it; never blocks (it is called under the hub's lock) and never
+    /// refuses: the caller asks [`Journal::accepting`] before a change it
+    /// may refuse.
     fn record(&self, event: PresenceEvent);
-    /// Resolves once everything queued before this call is durable.
+    /// Resolves once everything queued before this call is durable; fails
+    /// (at once) while the journal cannot commit.
     fn barrier(&self) -> Barrier;
-    /// Whether the last write succeeded.
+    /// Whether the journal commits: false from a failed commit until the
+    /// batch it failed on is committed (nothing queued is ever dropped).
     fn is_healthy(&self) -> bool;
+    /// Whether to let in a new transition now: the journal is healthy and
+    /// its queue under the bound (`--journal-queue`). Never blocks.
+    fn accepting(&self) -> bool;
+    /// Operations queued and not yet committed.
+    fn queue_depth(&self) -> u64;
     /// The last presence the journal holds for each of `users` it knows
     /// (users never seen are left out), as of the last commit. Blocks (a
     /// query): callers run it off the async threads, after a [`Barrier`]
@@ -186,14 +197,16 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
 
 /// Opens (creating if needed) `<data_dir>/presenced.db` and reads what the
 /// last run left, with at most `offline_limit` offline users. Webhook
-/// events are queued for each of `webhook_urls`.
+/// events are queued for each of `webhook_urls`. New transitions are
+/// refused while `queue_max` operations wait for the disk.
 pub fn open(
     data_dir: &Path,
     webhook_urls: Vec<String>,
     offline_limit: usize,
+    queue_max: usize,
 ) -> anyhow::Result<(Backends, Recovered)> {
     let lock = lock_data_dir(data_dir)?;
-    let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls, offline_limit)?;
+    let (store, recovered) = sqlite::Store::open(data_dir, webhook_urls, offline_limit, queue_max)?;
     let store = Arc::new(store);
     let webhooks = Arc::new(outbox::SqliteOutbox::open(
         store.path(),
@@ -212,12 +225,13 @@ pub fn open(
 
 /// Waits for the journal: see [`Journal::barrier`].
 #[derive(Debug)]
-pub struct Barrier(Option<oneshot::Receiver<bool>>);
+pub struct Barrier(Option<(watch::Receiver<writer::Durable>, u64)>);
 
 impl Barrier {
-    /// A barrier that resolves to `durable` when `rx` hears it.
-    pub fn new(rx: oneshot::Receiver<bool>) -> Barrier {
-        Barrier(Some(rx))
+    /// A barrier that resolves when `durable` counts `target` operations
+    /// committed, and fails when it says the writer cannot commit.
+    fn new(durable: watch::Receiver<writer::Durable>, target: u64) -> Barrier {
+        Barrier(Some((durable, target)))
     }
 
     /// A barrier that already failed (the journal is gone).
@@ -225,11 +239,19 @@ impl Barrier {
         Barrier(None)
     }
 
-    /// True when everything queued before the barrier is durable.
+    /// True when everything queued before the barrier is durable; false as
+    /// soon as the journal cannot commit (it does not wait for the disk to
+    /// come back) or is gone.
     pub async fn wait(self) -> bool {
-        match self.0 {
-            Some(rx) => rx.await.unwrap_or(false),
-            None => false,
+        let Some((mut durable, target)) = self.0 else {
+            return false;
+        };
+        match durable
+            .wait_for(|d| d.committed >= target || !d.healthy)
+            .await
+        {
+            Ok(d) => d.committed >= target,
+            Err(_) => false,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The embedded backends' SQLite file and its writer: the journal and the
 //! liveness beat.
 //!
-//! Writes happen on one writer thread that batches whatever queued up into
-//! one transaction, so a connect never waits for the disk. Journal and
+//! Writes happen on one writer thread (`writer.rs`) that batches whatever
+//! queued up into one transaction, so a connect never waits for the disk,
+//! and retries a batch that failed rather than drop it. Journal and
 //! webhook outbox change in the same transaction, which is what makes a
 //! crash safe: a transition is either committed with its webhook events, or
 //! not at all and then re-derived after the restart (the user gets one grace
@@ -10,17 +11,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use anyhow::Context;
 use presenced_engine::{PresenceEvent, RestoredUser, UserStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
+use super::writer::{Op, Progress, writer_loop};
 use super::{Barrier, Journal, Liveness, Recovered, StoredPresence};
 
 pub(super) const SCHEMA: &str = "
@@ -72,20 +72,14 @@ pub(super) fn open_db(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-enum Op {
-    Event(PresenceEvent),
-    Alive(u64),
-    Barrier(oneshot::Sender<bool>),
-}
-
 /// Handle to the writer thread: the [`Journal`] and the [`Liveness`].
 #[derive(Debug)]
 pub struct Store {
     tx: std_mpsc::Sender<Op>,
     /// Woken after every commit that added webhook events.
     webhooks_pending: Arc<Notify>,
-    /// False while the last write failed (disk full, file gone).
-    healthy: Arc<AtomicBool>,
+    /// What is queued and committed, and whether the writer commits.
+    progress: Arc<Progress>,
     path: std::path::PathBuf,
     /// For reads of users who are not in memory (their last presence).
     reader: Mutex<Connection>,
@@ -96,37 +90,54 @@ impl Store {
     /// last run left and starts the writer. Webhook events are queued for
     /// each of `webhook_urls`. Of the offline users, the `offline_limit` most
     /// recently seen are recovered; the others are read when asked for.
+    /// New transitions are refused while `queue_max` operations wait.
     pub fn open(
         data_dir: &Path,
         webhook_urls: Vec<String>,
         offline_limit: usize,
+        queue_max: usize,
     ) -> anyhow::Result<(Store, Recovered)> {
         let path = data_dir.join("presenced.db");
         let conn = open_db(&path)?;
         conn.execute_batch(SCHEMA)
             .context("cannot create the database schema")?;
         let recovered = recover(&conn, offline_limit)?;
-        let reader = Mutex::new(open_db(&path)?);
+        let store = Store::start(conn, &path, webhook_urls, queue_max)?;
+        Ok((store, recovered))
+    }
+
+    /// Starts the writer on `conn` (the schema in place).
+    pub(super) fn start(
+        conn: Connection,
+        path: &Path,
+        webhook_urls: Vec<String>,
+        queue_max: usize,
+    ) -> anyhow::Result<Store> {
+        let reader = Mutex::new(open_db(path)?);
         let (tx, rx) = std_mpsc::channel();
         let webhooks_pending = Arc::new(Notify::new());
         let notify = webhooks_pending.clone();
-        let healthy = Arc::new(AtomicBool::new(true));
-        let writer_health = healthy.clone();
+        let progress = Arc::new(Progress::new(queue_max));
+        let writer_progress = progress.clone();
         // The thread ends when the Store (its only sender) is dropped.
         std::thread::Builder::new()
             .name("presenced-store".into())
-            .spawn(move || writer_loop(conn, rx, webhook_urls, notify, writer_health))
+            .spawn(move || writer_loop(conn, rx, webhook_urls, notify, writer_progress))
             .context("cannot start the store writer")?;
-        Ok((
-            Store {
-                tx,
-                webhooks_pending,
-                healthy,
-                path,
-                reader,
-            },
-            recovered,
-        ))
+        Ok(Store {
+            tx,
+            webhooks_pending,
+            progress,
+            path: path.to_owned(),
+            reader,
+        })
+    }
+
+    /// Queues one operation (counted first, so a barrier taken after this
+    /// returns waits for it).
+    fn queue(&self, op: Op) {
+        self.progress.queued_one();
+        let _ = self.tx.send(op);
     }
 
     /// Path of the database file (for the webhook outbox's connection).
@@ -142,19 +153,23 @@ impl Store {
 
 impl Journal for Store {
     fn record(&self, event: PresenceEvent) {
-        let _ = self.tx.send(Op::Event(event));
+        self.queue(Op::Event(event));
     }
 
     fn barrier(&self) -> Barrier {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Op::Barrier(tx)).is_err() {
-            return Barrier::failed();
-        }
-        Barrier::new(rx)
+        self.progress.barrier()
     }
 
     fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.progress.healthy()
+    }
+
+    fn accepting(&self) -> bool {
+        self.progress.accepting()
+    }
+
+    fn queue_depth(&self) -> u64 {
+        self.progress.depth()
     }
 
     fn last_presence(&self, users: &[String]) -> anyhow::Result<Vec<StoredPresence>> {
@@ -192,7 +207,7 @@ impl Journal for Store {
 
 impl Liveness for Store {
     fn beat(&self, now: u64) {
-        let _ = self.tx.send(Op::Alive(now));
+        self.queue(Op::Alive(now));
     }
 }
 
@@ -287,58 +302,6 @@ fn recover(conn: &Connection, offline_limit: usize) -> anyhow::Result<Recovered>
     Ok(out)
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    rx: std_mpsc::Receiver<Op>,
-    urls: Vec<String>,
-    webhooks_pending: Arc<Notify>,
-    healthy: Arc<AtomicBool>,
-) {
-    let mut batch = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < 10_000 {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let mut barriers = Vec::new();
-        let mut webhook_rows = 0usize;
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for op in batch.drain(..) {
-                match op {
-                    Op::Event(ev) => webhook_rows += apply_event(&tx, &ev, &urls)?,
-                    Op::Alive(now) => {
-                        tx.prepare_cached(
-                            "INSERT INTO meta (key, value) VALUES ('alive_at', ?1)
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        )?
-                        .execute(params![now.to_string()])?;
-                    }
-                    Op::Barrier(done) => barriers.push(done),
-                }
-            }
-            tx.commit()
-        })();
-        if let Err(e) = &result {
-            // The batch is lost; the journal is re-derived at the next
-            // start-up, so keep serving rather than stop.
-            tracing::error!(error = %e, "store write failed");
-        }
-        healthy.store(result.is_ok(), Ordering::Relaxed);
-        crate::metrics::record_store_write(started.elapsed().as_secs_f64());
-        if webhook_rows > 0 {
-            webhooks_pending.notify_one();
-        }
-        for b in barriers {
-            let _ = b.send(result.is_ok());
-        }
-    }
-}
-
 /// A member data map as JSON text (a map of JSON values always serializes).
 fn map_json(data: &Map<String, Value>) -> String {
     serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned())
@@ -346,7 +309,7 @@ fn map_json(data: &Map<String, Value>) -> String {
 
 /// Applies one event to the journal and queues its webhook rows; returns how
 /// many rows it queued.
-fn apply_event(
+pub(super) fn apply_event(
     tx: &rusqlite::Transaction<'_>,
     ev: &PresenceEvent,
     urls: &[String],
@@ -445,7 +408,7 @@ mod tests {
     async fn journal_survives_reopen_and_offline_clears_members() {
         let dir = tempfile::tempdir().unwrap();
         let (store, rec) =
-            Store::open(dir.path(), vec!["http://127.0.0.1:1/h".into()], 10).unwrap();
+            Store::open(dir.path(), vec!["http://127.0.0.1:1/h".into()], 10, 1_000).unwrap();
         assert!(rec.online.is_empty() && rec.alive_at.is_none());
         store.record(PresenceEvent::UserOnline {
             user: user("a"),
@@ -471,7 +434,7 @@ mod tests {
         assert!(store.barrier().wait().await);
         drop(store);
 
-        let (store, rec) = Store::open(dir.path(), vec![], 10).unwrap();
+        let (store, rec) = Store::open(dir.path(), vec![], 10, 1_000).unwrap();
         assert_eq!(rec.alive_at, Some(2_000));
         assert_eq!(rec.online.len(), 1);
         let a = &rec.online[0];
@@ -518,7 +481,7 @@ mod recover_tests {
     #[tokio::test]
     async fn only_the_most_recently_seen_offline_users_are_recovered() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), vec![], 0).unwrap();
+        let (store, _) = Store::open(dir.path(), vec![], 0, 1_000).unwrap();
         for i in 0..5u64 {
             let user: Arc<str> = Arc::from(format!("u{i}"));
             store.record(PresenceEvent::UserOnline {
@@ -538,7 +501,7 @@ mod recover_tests {
         });
         assert!(store.barrier().wait().await);
         drop(store);
-        let (store, rec) = Store::open(dir.path(), vec![], 2).unwrap();
+        let (store, rec) = Store::open(dir.path(), vec![], 2, 1_000).unwrap();
         assert_eq!(rec.online.len(), 1, "online users are always recovered");
         let users: Vec<&str> = rec.offline.iter().map(|o| o.0.as_str()).collect();
         assert_eq!(users, ["u4", "u3"], "the newest last_seen first");

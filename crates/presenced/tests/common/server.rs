@@ -55,6 +55,9 @@ pub struct Opts {
     pub max_frame_bytes: Option<u64>,
     pub rate_per_sec: Option<u64>,
     pub rate_burst: Option<u64>,
+    /// The data directory, instead of one in the server's own temporary
+    /// directory (a file system a test controls).
+    pub data_dir: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -209,7 +212,10 @@ impl Server {
         api_key: String,
         opts: Opts,
     ) -> Server {
-        let data_dir = dir.path().join("data");
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         std::fs::create_dir_all(&data_dir).unwrap();
 
         let mut args: Vec<String> = vec![
@@ -398,7 +404,10 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     /// Kills the process with SIGKILL (a crash: nothing is flushed) and
