@@ -3,14 +3,16 @@
 //! The modules, from the bottom up: `clock`, `metrics` and `events` (leaves),
 //! `config`, `auth`, `store`, `hub` (the one way into the presence engine),
 //! `stats`, `state` (what every handler shares), `http` (the HTTP edge's
-//! error and extractors), the routes `ws`, `api`, `web` and `webhooks`, and
-//! `server`, which wires the routes, start-up and shutdown. The README's
+//! error and extractors), the routes `ws`, `api`, `web` and `webhooks`,
+//! `conns` (the accept loop: connection caps and timeouts), and `server`,
+//! which wires the routes, start-up and shutdown. The README's
 //! architecture section says what each holds.
 
 pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod events;
 pub mod http;
 pub mod hub;

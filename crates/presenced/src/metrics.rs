@@ -34,6 +34,8 @@ pub const WEBHOOK_FAILURES: &str = "presenced_webhook_failures_total";
 pub const STORE_WRITE_SECONDS: &str = "presenced_store_write_seconds";
 pub const STORE_WRITE_FAILURES: &str = "presenced_store_write_failures_total";
 pub const JOURNAL_QUEUE_DEPTH: &str = "presenced_journal_queue_depth";
+pub const TCP_CONNECTIONS: &str = "presenced_tcp_connections";
+pub const CONNECTIONS_REFUSED: &str = "presenced_connections_refused_total";
 
 /// Bucket bounds of `presenced_store_write_seconds`: a batched SQLite commit
 /// takes from well under a millisecond to, on a slow disk, a second or more.
@@ -121,6 +123,17 @@ fn describe() {
         JOURNAL_QUEUE_DEPTH,
         "Presence events and beats queued for the store and not yet committed."
     );
+    describe_gauge!(
+        TCP_CONNECTIONS,
+        "TCP connections held within the connection caps (HTTP and WebSocket)."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused at a connection cap, by cap (total or per_ip)."
+    );
+    gauge!(TCP_CONNECTIONS).set(0.0);
+    counter!(CONNECTIONS_REFUSED, "reason" => "total").increment(0);
+    counter!(CONNECTIONS_REFUSED, "reason" => "per_ip").increment(0);
     gauge!(WEBHOOK_QUEUE_DEPTH).set(0.0);
     counter!(WEBHOOK_FAILURES).increment(0);
     counter!(STORE_WRITE_FAILURES).increment(0);
@@ -181,4 +194,14 @@ pub fn set_webhook_queue_depth(n: u64) {
 /// Counts failed webhook delivery attempts (and events dropped for age).
 pub fn add_webhook_failures(n: u64) {
     counter!(WEBHOOK_FAILURES).increment(n);
+}
+
+/// Sets how many TCP connections are held within the caps.
+pub fn set_tcp_connections(n: u32) {
+    gauge!(TCP_CONNECTIONS).set(f64::from(n));
+}
+
+/// Counts a connection refused at a cap (`reason`: `total` or `per_ip`).
+pub fn add_connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }

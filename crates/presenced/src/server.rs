@@ -7,7 +7,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use utoipa_axum::routes;
 
@@ -80,6 +79,23 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl
 /// Runs the server until SIGTERM/SIGINT, then closes every connection with
 /// 1001 and returns.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Before anything opens a file: the caps are computed from the limit.
+    let open_files = crate::conns::raise_open_files_limit();
+    let v = &settings.values;
+    let limits = crate::conns::Limits {
+        header_timeout: Duration::from_millis(v.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(v.http_idle_timeout_ms),
+    };
+    let caps = crate::conns::Caps::new(
+        v.max_connections
+            .unwrap_or_else(|| crate::conns::default_max_connections(open_files)),
+        v.max_connections_per_ip.unwrap_or(0),
+    );
+    tracing::debug!(
+        open_files,
+        max_connections = caps.max_total(),
+        "connection caps"
+    );
     let listener = TcpListener::bind(settings.values.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.values.listen))?;
@@ -145,24 +161,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         signal_token.cancel();
         tracing::info!("shutting down");
     });
-    // Presence frames are small and latency-bound: never wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    // `into_make_service`: a bare `Router` as the make-service rebuilds its
-    // route table for every accepted connection (`with_state(())` per
-    // call); this hands each connection a clone of one shared router.
-    let serve = axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    // `into_make_service` is not needed: the accept loop hands each
+    // connection a clone of one router.
+    let serve = crate::conns::serve(listener, app(state), caps, limits, shutdown.clone());
     tokio::pin!(serve);
     let served = tokio::select! {
-        r = &mut serve => {
-            r?;
-            true
-        }
+        _ = &mut serve => true,
         _ = shutdown.cancelled() => false,
     };
     // From the signal on, everything below shares one bounded budget, so
@@ -170,14 +174,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // read can hold the shutdown.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(shutdown_timeout_ms);
     // The listener is closed; requests in flight may finish until then.
-    if !served {
-        match tokio::time::timeout_at(deadline, &mut serve).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server ended with an error"),
-            Err(_) => {
-                tracing::warn!("HTTP connections still open at the shutdown deadline; left behind")
-            }
-        }
+    if !served && tokio::time::timeout_at(deadline, &mut serve).await.is_err() {
+        tracing::warn!("HTTP connections still open at the shutdown deadline; left behind");
     }
     tasks.close();
     // A client that does not read cannot be sent its close frame; the

@@ -336,6 +336,25 @@ settings! {
         #[arg(long, env = "PRESENCED_RATE_BURST", value_name = "N")]
         pub rate_burst: Option<u32> = 100,
 
+        /// Time a client has to send a request's headers, from connecting or from the end of its
+        /// previous response (so also how long an idle keep-alive connection stays open) [default: 10000]
+        #[arg(long, env = "PRESENCED_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+        pub http_header_timeout_ms: Option<u64> = 10_000,
+
+        /// An HTTP connection (not a WebSocket) that moves no byte for this long is closed [default: 60000]
+        #[arg(long, env = "PRESENCED_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
+        pub http_idle_timeout_ms: Option<u64> = 60_000,
+
+        /// TCP connections (HTTP and WebSocket) held at once; more are refused with 503
+        /// [default: the open-files limit less 256]
+        #[arg(long, env = "PRESENCED_MAX_CONNECTIONS", value_name = "N")]
+        pub max_connections: Option<u32>,
+
+        /// TCP connections held at once from one address; more are refused with 429
+        /// [default: no cap; behind a proxy every client has the proxy's address]
+        #[arg(long, env = "PRESENCED_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+        pub max_connections_per_ip: Option<u32>,
+
         /// `[[channels]]` rules, in file order (first match wins); only in the file.
         #[arg(skip)]
         pub channels: Option<Vec<ChannelRule>> = Vec::new(),

@@ -66,6 +66,9 @@ fn defaults() {
     assert_eq!(v.journal_queue, 100_000);
     assert_eq!(v.rate_per_sec, 50);
     assert_eq!(v.rate_burst, 100);
+    assert_eq!(v.http_header_timeout_ms, 10_000);
+    assert_eq!(v.http_idle_timeout_ms, 60_000);
+    assert_eq!((v.max_connections, v.max_connections_per_ip), (None, None));
     assert!(v.channels.is_empty());
     assert_eq!(v.config, None);
 }
@@ -515,6 +518,10 @@ fn every_setting_names_its_flag_and_env_var_after_its_key() {
             "journal_queue",
             "rate_per_sec",
             "rate_burst",
+            "http_header_timeout_ms",
+            "http_idle_timeout_ms",
+            "max_connections",
+            "max_connections_per_ip",
             "redis_url",
             "node_id",
         ]
@@ -558,6 +565,10 @@ fn every_flag_but_config_is_a_file_key() {
         journal_queue = 16
         rate_per_sec = 12
         rate_burst = 13
+        http_header_timeout_ms = 17
+        http_idle_timeout_ms = 18
+        max_connections = 19
+        max_connections_per_ip = 20
         "#,
         data = tmp.path().join("d").display(),
         pem = pem.display(),
@@ -591,10 +602,16 @@ fn every_flag_but_config_is_a_file_key() {
         v.offline_cache as u64,
         v.shutdown_timeout_ms,
         v.journal_queue as u64,
+        v.http_header_timeout_ms,
+        v.http_idle_timeout_ms,
+        u64::from(v.max_connections.unwrap()),
+        u64::from(v.max_connections_per_ip.unwrap()),
     ];
     assert_eq!(
         numbers,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        [
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20
+        ]
     );
 
     let err = load_err(with_toml(tmp.path(), "config = \"other.toml\""));
