@@ -229,6 +229,7 @@ impl From<UserDetail> for UserOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsersQueryBody {
     /// 1–1,000 user ids, each 1–200 bytes.
+    #[schema(min_items = 1, max_items = 1000)]
     pub users: Vec<String>,
 }
 
@@ -308,6 +309,7 @@ pub struct PageQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -321,18 +323,21 @@ pub struct UsersListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChannelsListQuery {
-    /// Only channels whose name starts with this.
+    /// Only channels whose name starts with this (at most 200 bytes).
+    #[param(max_length = 200)]
     pub prefix: Option<String>,
     /// Page size, 1–1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -341,7 +346,8 @@ pub struct ChannelsListQuery {
 /// A user's presence, connections and channels.
 #[utoipa::path(
     get, path = "/v1/users/{user}", tag = "users",
-    params(("user" = String, Path, description = "User id (the token's `sub`)")),
+    params(("user" = String, Path, min_length = 1, max_length = 200,
+        description = "User id (the token's `sub`), 1–200 bytes")),
     responses(
         (status = 200, description = "The user", body = UserOut),
         (status = 400, description = "Invalid user id", body = ErrorBody),
@@ -443,7 +449,8 @@ pub async fn list_users(
 /// gives `disconnected: 0`.
 #[utoipa::path(
     post, path = "/v1/users/{user}/disconnect", tag = "users",
-    params(("user" = String, Path, description = "User id")),
+    params(("user" = String, Path, min_length = 1, max_length = 200,
+        description = "User id, 1–200 bytes")),
     responses(
         (status = 200, description = "Disconnected", body = DisconnectOut),
         (status = 400, description = "Invalid user id", body = ErrorBody),
@@ -502,7 +509,8 @@ pub async fn list_channels(
 /// A channel's occupancy; zero for a channel nobody uses.
 #[utoipa::path(
     get, path = "/v1/channels/{channel}", tag = "channels",
-    params(("channel" = String, Path, description = "Channel name, percent-encoded (`/` as %2F)")),
+    params(("channel" = String, Path, pattern = r"^[A-Za-z0-9_:.@/=-]{1,200}$",
+        description = "Channel name, percent-encoded (`/` as %2F)")),
     responses(
         (status = 200, description = "Occupancy", body = ChannelOut),
         (status = 400, description = "Invalid channel name", body = ErrorBody),
@@ -528,7 +536,8 @@ pub async fn get_channel(
 #[utoipa::path(
     get, path = "/v1/channels/{channel}/members", tag = "channels",
     params(
-        ("channel" = String, Path, description = "Channel name, percent-encoded"),
+        ("channel" = String, Path, pattern = r"^[A-Za-z0-9_:.@/=-]{1,200}$",
+            description = "Channel name, percent-encoded"),
         PageQuery,
     ),
     responses(
@@ -560,7 +569,8 @@ pub async fn channel_members(
 /// Broadcasts a `message` with `from: null` to the channel's subscribers.
 #[utoipa::path(
     post, path = "/v1/channels/{channel}/messages", tag = "channels",
-    params(("channel" = String, Path, description = "Channel name, percent-encoded")),
+    params(("channel" = String, Path, pattern = r"^[A-Za-z0-9_:.@/=-]{1,200}$",
+        description = "Channel name, percent-encoded")),
     request_body = MessageBody,
     responses(
         (status = 200, description = "Queued for every live subscriber", body = MessageOut),

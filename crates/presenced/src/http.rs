@@ -89,8 +89,10 @@ impl ApiError {
         self.code
     }
 
-    /// From an axum extractor rejection: its status and (for a 4xx) its text.
-    fn from_rejection(status: StatusCode, text: String) -> Self {
+    /// From an axum extractor rejection: its status, and a message of our
+    /// own for what was wrong (never serde's or axum's text, which names
+    /// parser internals; the text goes to the debug log).
+    fn from_rejection(status: StatusCode, what: &'static str, text: String) -> Self {
         match status {
             StatusCode::PAYLOAD_TOO_LARGE => Self::too_large("request body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
@@ -101,26 +103,38 @@ impl ApiError {
             s if s.is_server_error() => Self::internal(text),
             // 422 (valid JSON of the wrong shape) is as bad a request as a
             // syntax error: one status for both.
-            _ => Self::bad_request(text),
+            _ => {
+                tracing::debug!(%text, "request refused");
+                Self::bad_request(what)
+            }
         }
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        Self::from_rejection(r.status(), r.body_text())
+        let what = match &r {
+            JsonRejection::JsonSyntaxError(_) => "request body is not valid JSON",
+            JsonRejection::JsonDataError(_) => {
+                "request body does not have the fields and types this route takes \
+                 (see /v1/openapi.json)"
+            }
+            _ => "request body could not be read",
+        };
+        Self::from_rejection(r.status(), what, r.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        Self::from_rejection(r.status(), r.body_text())
+        Self::from_rejection(r.status(), "invalid path parameter", r.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::from_rejection(r.status(), r.body_text())
+        let what = "invalid query parameters (see /v1/openapi.json)";
+        Self::from_rejection(r.status(), what, r.body_text())
     }
 }
 

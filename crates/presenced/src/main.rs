@@ -1,6 +1,7 @@
 //! The `presenced` command: `serve` runs the server, `token` mints a token for
 //! trying things out.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -84,6 +85,9 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a log file or journald gets plain
+        // text (and `NO_COLOR` turns them off in a terminal too).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         // A log pipe whose reader has gone must not panic the task that
         // logs (tracing would report its write error with eprintln!, which
         // panics on that same pipe): the line is lost, the server goes on.

@@ -283,6 +283,30 @@ mod tests {
             "bearer"
         );
         assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+        // The bounds the handlers enforce are in the document.
+        let param = |path: &str, method: &str, name: &str| {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{method} {path}: no parameter {name}"))["schema"]
+                .clone()
+        };
+        let user = param("/v1/users/{user}", "get", "user");
+        assert_eq!(
+            (&user["minLength"], &user["maxLength"]),
+            (&1.into(), &200.into())
+        );
+        let channel = param("/v1/channels/{channel}/members", "get", "channel");
+        assert_eq!(channel["pattern"], "^[A-Za-z0-9_:.@/=-]{1,200}$");
+        let cursor = param("/v1/users", "get", "cursor");
+        assert_eq!(cursor["pattern"], "^[A-Za-z0-9_-]*$");
+        let users = &doc["components"]["schemas"]["UsersQueryBody"]["properties"]["users"];
+        assert_eq!(
+            (&users["minItems"], &users["maxItems"]),
+            (&1.into(), &1000.into())
+        );
         assert!(doc["components"]["schemas"].get("StatsOut").is_some());
         let tags: Vec<&str> = doc["tags"]
             .as_array()

@@ -783,3 +783,47 @@ async fn metrics_health_and_readiness_need_no_key() {
     assert!(value("presenced_frames_in_total") >= 2.0, "enter and ping");
     assert!(value("presenced_frames_out_total") >= 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_and_queries_get_messages_of_ours_not_the_parsers() {
+    let s = Server::start(Opts::new()).await;
+    let api = Api::new(&s);
+    let raw = |body: &'static str| {
+        api.http
+            .post(format!("{}/v1/users/query", api.base))
+            .bearer_auth(&api.key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases = [
+        ("truncated JSON", raw(r#"{"users": ["#)),
+        (
+            "a duplicate field",
+            raw(r#"{"users": ["a"], "users": ["b"]}"#),
+        ),
+        ("a wrong type", raw(r#"{"users": [1]}"#)),
+    ];
+    for (what, req) in cases {
+        let got = api.send(req).await;
+        let message = got.1["error"]["message"].as_str().unwrap_or("").to_owned();
+        assert_error(what, got, 400, "bad_request");
+        for internal in [
+            "line",
+            "column",
+            "EOF",
+            "duplicate",
+            "invalid type",
+            "serde",
+            "`",
+        ] {
+            assert!(
+                !message.contains(internal),
+                "{what}: {message:?} passes the parser's text through"
+            );
+        }
+    }
+    let got = api.get("/v1/users?limit=many").await;
+    let message = got.1["error"]["message"].as_str().unwrap_or("").to_owned();
+    assert_error("a bad query", got, 400, "bad_request");
+    assert!(!message.contains("invalid digit"), "{message}");
+}

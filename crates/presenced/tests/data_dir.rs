@@ -2,7 +2,8 @@
 //! server (a second `serve` on it exits with a clear message and changes
 //! nothing for the first one's users); `presenced token` signs with the
 //! secret a server keeps there, never with one it invents; a taken address
-//! is named; `--dev-tokens` is warned about; `hello` counts as a frame in.
+//! is named; `--dev-tokens` is warned about; `hello` counts as a frame in;
+//! logs written to a pipe or a file carry no ANSI colours.
 
 mod common;
 
@@ -175,4 +176,13 @@ async fn dev_tokens_are_warned_about_at_start() {
         "{}",
         quiet.output()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_have_no_colours() {
+    let s = Server::start(Opts::new().config("dev_tokens = true\n")).await;
+    // A warning and info lines were written (to a pipe: not a terminal).
+    let out = s.output();
+    assert!(out.contains("WARN") && out.contains("INFO"), "{out}");
+    assert!(!out.contains('\u{1b}'), "ANSI escapes in {out:?}");
 }
