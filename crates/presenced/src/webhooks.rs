@@ -711,7 +711,7 @@ mod tests {
             settle(&mut r, now, started);
             (r.created_at, r.next_attempt_at)
         };
-        let (started, now) = (1_000_000, 1_000_700);
+        let (started, now) = (10_000_000, 10_000_700);
         // Created an hour "later" than now: as if created at the start.
         assert_eq!(settled(row(now + hour, 0, 0), now, started), (started, 0));
         // Failed once, its retry stored an hour ahead: the longest backoff

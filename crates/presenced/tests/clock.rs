@@ -247,7 +247,7 @@ async fn a_step_back_does_not_keep_a_silent_client() {
 async fn a_step_forward_drops_nobody() {
     let _heavy = heavy_lock().await;
     const HEARTBEAT: u64 = 500;
-    const GRACE: u64 = 3_000;
+    const GRACE: u64 = 4_000;
     let mut clock = FakeClock::new("+0");
     let s = Server::start(clock.opts(Opts::new().heartbeat(HEARTBEAT).grace(GRACE).coalesce(100)))
         .await;
