@@ -54,6 +54,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
+            // The server's clock starts from the wall clock as it is now.
+            presenced::clock::start();
             init_tracing("info");
             limit_malloc_arenas();
             serve(args)

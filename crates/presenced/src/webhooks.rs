@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hmac::{Hmac, Mac};
@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, wall_ms};
 use crate::config::Settings;
 use crate::outbound::{describe_error, redact_url};
 use crate::store::{OutboxEvent, WebhookOutbox};
@@ -216,6 +216,7 @@ impl Webhooks {
                 index,
                 counted_at: None,
                 known_depth: 0,
+                started: now_ms(),
             };
             senders.spawn(sender.run());
         }
@@ -308,6 +309,23 @@ impl Head {
     }
 }
 
+/// Corrects the times of a row an earlier run stored with a clock that was
+/// ahead of this run's (the wall clock went back between the runs): one
+/// created "later" than `now` is taken as created at `started` (when this
+/// sender started), and a retry further away than its failures' longest
+/// backoff is due that backoff after `started`. Rows of this run are never
+/// changed: they are created before `now`, and retried at most their
+/// longest backoff after `now`.
+fn settle(row: &mut OutboxEvent, now: u64, started: u64) {
+    if row.created_at > now {
+        row.created_at = started;
+    }
+    let longest = backoff_ceiling(row.attempts).as_millis() as u64;
+    if row.next_attempt_at > now.saturating_add(longest) {
+        row.next_attempt_at = started.saturating_add(longest);
+    }
+}
+
 /// Delivers one URL's outbox.
 struct WebhookSender {
     url: String,
@@ -323,6 +341,8 @@ struct WebhookSender {
     /// When the URL's rows were last counted (a full head needs a COUNT).
     counted_at: Option<Instant>,
     known_depth: u64,
+    /// When the sender started (the server's clock): see [`settle`].
+    started: u64,
 }
 
 impl WebhookSender {
@@ -424,8 +444,13 @@ impl WebhookSender {
         for seq in &found.bad {
             tracing::error!(seq, "dropped a webhook outbox row that is not JSON");
         }
+        let now = now_ms();
+        let mut rows = found.events;
+        for row in &mut rows {
+            settle(row, now, self.started);
+        }
         let head = Head {
-            rows: found.events,
+            rows,
             count: found.count,
         };
         match head.count {
@@ -444,10 +469,8 @@ impl WebhookSender {
     /// POSTs `rows` as one batch; returns whether the receiver took it.
     async fn deliver(&mut self, rows: &[OutboxEvent]) -> bool {
         let body = batch_body(rows);
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        // The receiver checks `t` against its own clock: the wall clock.
+        let t = wall_ms() / 1000;
         let signature = signature_header(&self.secret, t, body.as_bytes());
         let sent = self
             .http
@@ -672,5 +695,40 @@ mod tests {
             count: None,
         };
         assert_eq!(backing_off.due_at(), 9_000);
+    }
+
+    #[test]
+    fn rows_from_a_run_whose_clock_was_ahead_wait_no_longer_than_they_could() {
+        let hour = 3_600_000;
+        let row = |created_at, attempts, next_attempt_at| OutboxEvent {
+            seq: 1,
+            payload: "{}".into(),
+            created_at,
+            attempts,
+            next_attempt_at,
+        };
+        let settled = |mut r: OutboxEvent, now, started| {
+            settle(&mut r, now, started);
+            (r.created_at, r.next_attempt_at)
+        };
+        let (started, now) = (10_000_000, 10_000_700);
+        // Created an hour "later" than now: as if created at the start.
+        assert_eq!(settled(row(now + hour, 0, 0), now, started), (started, 0));
+        // Failed once, its retry stored an hour ahead: the longest backoff
+        // of one failure (500 ms) after the start.
+        assert_eq!(
+            settled(row(now - 10, 1, now + hour), now, started),
+            (now - 10, started + 500)
+        );
+        // This run's rows are kept as they are: created before now, retried
+        // within the longest backoff from now.
+        assert_eq!(
+            settled(row(now, 3, now + 2_000), now, started),
+            (now, now + 2_000)
+        );
+        assert_eq!(
+            settled(row(now - hour, 40, now + 300_000), now, started),
+            (now - hour, now + 300_000)
+        );
     }
 }

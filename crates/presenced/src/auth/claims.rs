@@ -4,7 +4,6 @@
 //! RFC 7519 says.
 
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -157,8 +156,8 @@ fn numeric_date(v: &Value) -> Option<u64> {
     (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then(|| f.floor() as u64)
 }
 
+/// Unix seconds on the wall clock: `exp` and `nbf` were set by another
+/// machine's.
 pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::wall_ms() / 1000
 }

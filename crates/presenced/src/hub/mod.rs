@@ -38,7 +38,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
 pub use self::outbox::{Outbox, Outgoing};
-use crate::clock::{now_ms, random_token};
+use crate::clock::{WallWatch, now_ms, random_token, wall_ms};
 use crate::store::{Journal, StoredPresence};
 
 /// A socket bound to an engine connection. `socket_id` tells sockets apart
@@ -422,7 +422,9 @@ impl Hub {
     /// WebSocket ping to each socket; a socket whose client sent nothing for
     /// two heartbeats is dropped, and one whose token expired is closed 4401.
     /// Checked every quarter heartbeat (at most every second), so a silent
-    /// client goes between two heartbeats and two and a quarter.
+    /// client goes between two heartbeats and two and a quarter. Silence is
+    /// timed on the server's clock, token expiry on the wall clock (see
+    /// [`crate::clock`]); this task also watches the two part.
     pub async fn drive_heartbeats(self: Arc<Self>, heartbeat_ms: u64) {
         let heartbeat_ms = heartbeat_ms.max(1);
         let tick = (heartbeat_ms / 4).clamp(1, 1000);
@@ -430,8 +432,10 @@ impl Hub {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_ping = now_ms() + heartbeat_ms;
         let mut last = now_ms();
+        let mut wall_watch = WallWatch::default();
         loop {
             every.tick().await;
+            wall_watch.check();
             let now = now_ms();
             // A round this late means the process itself stood still (a
             // pause, an overloaded host). That was the server's silence, not
@@ -455,9 +459,10 @@ impl Hub {
             if ping {
                 next_ping = now + heartbeat_ms;
             }
+            let wall = wall_ms();
             let g = self.lock();
             for b in g.sockets.values() {
-                b.outbox.heartbeat(now, heartbeat_ms, ping);
+                b.outbox.heartbeat(now, wall, heartbeat_ms, ping);
             }
         }
     }

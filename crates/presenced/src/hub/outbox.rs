@@ -42,9 +42,10 @@ pub struct Outbox {
     ready: Notify,
     lagged: AtomicBool,
     limit: usize,
-    /// When the client last sent a frame (unix ms).
+    /// When the client last sent a frame (the server's clock, ms).
     last_rx: AtomicU64,
-    /// When the connection's token expires (unix ms); 0 for never.
+    /// When the connection's token expires (unix ms on the wall clock, as
+    /// the token says); 0 for never.
     expires_ms: AtomicU64,
     /// The heartbeat task queued the 4401 close of an expired token.
     expired: AtomicBool,
@@ -91,9 +92,11 @@ impl Outbox {
     }
 
     /// One round of the heartbeat task for this socket: close it 4401 once
-    /// its token has expired, abort it once the client has been silent for
-    /// two heartbeats, else ping it when `ping` is set.
-    pub fn heartbeat(&self, now: u64, heartbeat_ms: u64, ping: bool) {
+    /// its token has expired by the wall clock `wall` (as a token is checked
+    /// at `hello`), abort it once the client has been silent for two
+    /// heartbeats of the server's clock `now`, else ping it when `ping` is
+    /// set.
+    pub fn heartbeat(&self, now: u64, wall: u64, heartbeat_ms: u64, ping: bool) {
         if self.aborted.load(Ordering::Relaxed) {
             return;
         }
@@ -110,7 +113,7 @@ impl Outbox {
             return;
         }
         let exp = self.expires_ms.load(Ordering::Relaxed);
-        if exp != 0 && now >= exp {
+        if exp != 0 && wall >= exp {
             self.expired.store(true, Ordering::Relaxed);
             self.close(4401, "token expired");
         } else if ping {
@@ -241,15 +244,20 @@ mod tests {
         let outbox = Outbox::new(8);
         let t0 = outbox.last_rx.load(Ordering::Relaxed);
         // Alive, no ping round: nothing queued.
-        outbox.heartbeat(t0 + 100, hb, false);
+        outbox.heartbeat(t0 + 100, 0, hb, false);
         assert!(outbox.is_empty());
         // A ping round pings.
-        outbox.heartbeat(t0 + 100, hb, true);
+        outbox.heartbeat(t0 + 100, 0, hb, true);
         assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
-        // An expired token is closed 4401, once, and not pinged after.
-        outbox.set_expiry(Some(t0 / 1000));
-        outbox.heartbeat(t0 + 200, hb, true);
-        outbox.heartbeat(t0 + 300, hb, true);
+        // A token expires when the wall clock says so (the server's clock
+        // is a little later than `exp` here); then it is closed 4401, once,
+        // and not pinged after.
+        outbox.set_expiry(Some(t0 / 1000 + 1));
+        let wall = t0 / 1000 * 1000;
+        outbox.heartbeat(t0 + 1_000, wall, hb, true);
+        assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
+        outbox.heartbeat(t0 + 200, wall + 1_000, hb, true);
+        outbox.heartbeat(t0 + 300, wall + 1_000, hb, true);
         assert!(matches!(
             outbox.try_recv(),
             Some(Outgoing::Close(4401, "token expired"))
@@ -261,7 +269,7 @@ mod tests {
         // Two heartbeats of silence abort the socket even after the close
         // was queued (its client may never read it): the writer's and the
         // reader's waits both end.
-        outbox.heartbeat(t0 + 2 * hb + 1, hb, false);
+        outbox.heartbeat(t0 + 2 * hb + 1, wall + 1_000, hb, false);
         tokio::time::timeout(Duration::from_secs(1), outbox.aborted())
             .await
             .expect("aborted() did not resolve");
@@ -277,15 +285,15 @@ mod tests {
         let hb = 1_000;
         let outbox = Outbox::new(8);
         let t0 = outbox.last_rx.load(Ordering::Relaxed);
-        outbox.heartbeat(t0 + 2 * hb, hb, false);
+        outbox.heartbeat(t0 + 2 * hb, 0, hb, false);
         assert!(
             !outbox.aborted.load(Ordering::Relaxed),
             "exactly two heartbeats is not over the limit"
         );
         outbox.last_rx.store(t0 + 2 * hb, Ordering::Relaxed);
-        outbox.heartbeat(t0 + 3 * hb, hb, false);
+        outbox.heartbeat(t0 + 3 * hb, 0, hb, false);
         assert!(!outbox.aborted.load(Ordering::Relaxed));
-        outbox.heartbeat(t0 + 4 * hb + 1, hb, false);
+        outbox.heartbeat(t0 + 4 * hb + 1, 0, hb, false);
         assert!(outbox.aborted.load(Ordering::Relaxed));
     }
 }

@@ -59,6 +59,9 @@ pub struct Opts {
     /// directory (a file system a test controls).
     pub data_dir: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Extra environment variables of the process (for example a preloaded
+    /// library that fakes its wall clock).
+    pub env: Vec<(String, String)>,
 }
 
 impl Opts {
@@ -111,6 +114,10 @@ impl Opts {
     }
     pub fn max_frame_bytes(mut self, n: u64) -> Self {
         self.max_frame_bytes = Some(n);
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
     pub fn rate(mut self, per_sec: u64, burst: u64) -> Self {
@@ -269,6 +276,7 @@ impl Server {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn presenced");
 
         let log: Log = Arc::default();
