@@ -84,9 +84,10 @@ impl Outbox {
             });
     }
 
-    /// Sets when the connection's token expires (unix seconds), or never.
-    pub fn set_expiry(&self, exp_unix_secs: Option<u64>) {
-        let ms = exp_unix_secs.map_or(0, |s| s.saturating_mul(1000).max(1));
+    /// Sets when the connection's token expires (unix milliseconds, the
+    /// leeway included), or never.
+    pub fn set_expiry(&self, expires_ms: Option<u64>) {
+        let ms = expires_ms.map_or(0, |ms| ms.max(1));
         self.expires_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -247,7 +248,7 @@ mod tests {
         outbox.heartbeat(t0 + 100, hb, true);
         assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
         // An expired token is closed 4401, once, and not pinged after.
-        outbox.set_expiry(Some(t0 / 1000));
+        outbox.set_expiry(Some(t0 + 150));
         outbox.heartbeat(t0 + 200, hb, true);
         outbox.heartbeat(t0 + 300, hb, true);
         assert!(matches!(
