@@ -33,6 +33,13 @@ impl MemberData {
         &self.0
     }
 
+    /// The data parsed back into a map (rare: a token's new `info` is
+    /// merged into it).
+    pub(crate) fn to_map(&self) -> Map<String, Value> {
+        // Stored from a map, so it parses back to one.
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+
     /// The public projection for guests, like [`ChannelRule::project`] on the
     /// parsed map (and byte-identical to it once serialized), but leaves are
     /// borrowed from the stored text: nothing but the objects on the public
@@ -206,6 +213,7 @@ mod tests {
             let back: Map<String, Value> =
                 serde_json::from_str(MemberData::from_map(&m).raw().get()).unwrap();
             assert_eq!(back, m);
+            assert_eq!(MemberData::from_map(&m).to_map(), m);
         }
     }
 

@@ -166,6 +166,14 @@ impl Driver {
         }
     }
 
+    /// `refresh` of `conn` with an already verified identity (request id 0).
+    pub fn refresh(&mut self, conn: ConnId, ident: Identity) -> Result<(), RequestError> {
+        let mut fx = Effects::new();
+        let res = self.eng.refresh(self.now, conn, Some(0), ident, &mut fx);
+        self.absorb(fx);
+        res
+    }
+
     /// Advances the clock by `ms` and fires due timers.
     pub fn tick(&mut self, ms: u64) {
         self.now += ms;

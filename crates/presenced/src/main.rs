@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use presenced::auth::sign_hs256;
+use presenced::auth::{ClaimRules, sign_hs256};
 use presenced::config::{ClusterModeUnavailable, GeneratedSecret, ServeArgs, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -137,8 +137,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let info = args.info.as_deref().map(parse_info).transpose()?;
     let ttl = parse_ttl(&args.ttl)?;
-    let secret = Settings::load_signing_secret(args.settings)?;
-    println!("{}", sign_hs256(secret.expose(), &args.user, info, ttl)?);
+    let (secret, values) = Settings::load_signing(args.settings)?;
+    let rules = ClaimRules::from_values(&values);
+    println!(
+        "{}",
+        sign_hs256(secret.expose(), &args.user, info, ttl, &rules)?
+    );
     Ok(())
 }
 

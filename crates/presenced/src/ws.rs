@@ -240,7 +240,7 @@ async fn hello(sink: &mut Sink, stream: &mut Stream, state: &AppState) -> Option
     };
 
     let outbox = Outbox::new(settings.values.outbox_frames);
-    outbox.set_expiry(expires);
+    outbox.set_expiry(state.verifier.expiry_ms(expires));
     match state.hub.connect(ident, resume.as_deref(), req_id, outbox) {
         Ok(socket) => Some(socket),
         Err(e) => {
@@ -310,7 +310,9 @@ async fn serve(sink: &mut Sink, stream: &mut Stream, state: &AppState, socket: &
                 refused_in_a_row = 0;
                 match handle_text(state, socket, &text_in) {
                     Handled::Done => {}
-                    Handled::Refreshed(new_exp) => outbox.set_expiry(new_exp),
+                    Handled::Refreshed(new_exp) => {
+                        outbox.set_expiry(state.verifier.expiry_ms(new_exp));
+                    }
                     // Boxed: only a watch of forgotten users waits for the
                     // journal, and only then is that state allocated.
                     Handled::Watch(id, frame) => Box::pin(socket.watch(id, frame)).await,
@@ -513,7 +515,7 @@ mod tests {
 
     async fn hello(url: &str, user: &str) -> Ws {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let token = crate::auth::sign_hs256(SECRET, user, None, None).unwrap();
+        let token = crate::auth::sign_hs256(SECRET, user, None, None, &Default::default()).unwrap();
         send(&mut ws, json!({"t": "hello", "token": token, "id": 1})).await;
         let welcome = recv_type(&mut ws, "welcome").await;
         assert_eq!(welcome["user"], user);

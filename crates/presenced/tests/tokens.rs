@@ -1,4 +1,5 @@
-//! Tokens: rejected tokens, expiry of a live connection, `refresh`.
+//! Tokens: rejected tokens, expiry of a live connection, `refresh`, and the
+//! operator's claim settings (leeway, audience, issuer, required `exp`).
 
 mod common;
 
@@ -81,9 +82,27 @@ async fn hs384_hs512_and_no_exp_tokens_are_accepted() {
     assert_eq!(c.welcome["user"], "bob", "exp is optional");
 }
 
+/// Server settings as flags.
+fn with_args(opts: Opts, args: &[&str]) -> Opts {
+    let mut opts = opts;
+    opts.extra_args = args.iter().map(|a| a.to_string()).collect();
+    opts
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_is_closed_4401_when_its_token_expires() {
-    let s = Server::start(Opts::new().grace(5000)).await;
+async fn connection_is_closed_4401_when_its_token_expires_plus_the_leeway() {
+    let s = Server::start(with_args(
+        Opts::new().grace(5000),
+        &["--jwt-leeway-ms", "1000"],
+    ))
+    .await;
     let exp = now_secs() + 2;
     let token = s.sign(json!({"sub": "alice", "exp": exp}));
     let mut a = s.connect(Some(&token)).await;
@@ -91,7 +110,10 @@ async fn connection_is_closed_4401_when_its_token_expires() {
     let session = a.session();
     let code = a.closed_within(Duration::from_secs(6)).await;
     assert_eq!(code, Some(4401), "closed when exp passed");
-    assert!(now_secs() >= exp, "closed before exp");
+    assert!(
+        now_ms() >= exp * 1000 + 1000,
+        "closed before exp and its second of leeway"
+    );
 
     // The connection went into grace: a fresh token resumes it.
     let mut obs = s.user("obs").await;
@@ -108,7 +130,8 @@ async fn connection_is_closed_4401_when_its_token_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_with_a_fresh_token_keeps_the_connection_past_the_old_exp() {
-    let s = Server::start(Opts::new()).await;
+    // No leeway: without the refresh the close would come at the old exp.
+    let s = Server::start(with_args(Opts::new(), &["--jwt-leeway-ms", "0"])).await;
     let exp = now_secs() + 2;
     let mut a = s
         .connect(Some(&s.sign(json!({"sub": "alice", "exp": exp}))))
@@ -178,4 +201,150 @@ async fn refresh_applies_the_new_claims_to_later_requests() {
         "{:?}",
         v.members
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nbf_and_exp_have_a_configurable_leeway() {
+    let now = now_secs();
+    let soon = json!({"sub": "alice", "nbf": now + 2, "exp": now + 600});
+    let just_expired = json!({"sub": "alice", "exp": now - 2});
+    let later = json!({"sub": "alice", "nbf": now + 30, "exp": now + 600});
+
+    // The default, 5 s: clocks a little apart are forgiven.
+    let s = Server::start(Opts::new()).await;
+    for claims in [&soon, &just_expired] {
+        let c = s.connect(Some(&s.sign(claims.clone()))).await;
+        assert_eq!(c.welcome["user"], "alice", "{claims}");
+    }
+    assert_rejected(&s, &s.sign(later.clone()), "nbf 30 s ahead").await;
+    let mut a = s.user("alice").await;
+    a.err_code(
+        json!({"t": "refresh", "token": s.sign(later.clone())}),
+        "unauthorized",
+    )
+    .await;
+    drop(s);
+
+    // None at all.
+    let strict = Server::start(with_args(Opts::new(), &["--jwt-leeway-ms", "0"])).await;
+    assert_rejected(&strict, &strict.sign(soon), "nbf 2 s ahead, no leeway").await;
+    assert_rejected(&strict, &strict.sign(just_expired), "expired 2 s ago").await;
+    drop(strict);
+
+    // A minute.
+    let lenient = Server::start(with_args(Opts::new(), &["--jwt-leeway-ms", "60000"])).await;
+    let c = lenient.connect(Some(&lenient.sign(later))).await;
+    assert_eq!(c.welcome["user"], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_and_issuer_must_match_when_configured() {
+    let args = [
+        "--jwt-audience",
+        "presence",
+        "--jwt-issuer",
+        "https://id.example",
+    ];
+    let s = Server::start(with_args(Opts::new(), &args)).await;
+    let claims = |aud: serde_json::Value, iss: serde_json::Value| {
+        let mut c = json!({"sub": "alice", "exp": now_secs() + 600});
+        if !aud.is_null() {
+            c["aud"] = aud;
+        }
+        if !iss.is_null() {
+            c["iss"] = iss;
+        }
+        s.sign(c)
+    };
+    let iss = json!("https://id.example");
+    for good in [
+        claims(json!("presence"), iss.clone()),
+        claims(json!(["billing", "presence"]), iss.clone()),
+    ] {
+        let c = s.connect(Some(&good)).await;
+        assert_eq!(c.welcome["user"], "alice");
+    }
+    for (bad, what) in [
+        (claims(json!(null), iss.clone()), "no aud"),
+        (claims(json!("billing"), iss.clone()), "another aud"),
+        (claims(json!("presence"), json!(null)), "no iss"),
+        (
+            claims(json!("presence"), json!("https://evil.example")),
+            "another iss",
+        ),
+    ] {
+        assert_rejected(&s, &bad, what).await;
+    }
+    // A refresh is held to the same rules, and a refused one changes nothing.
+    let mut a = s
+        .connect(Some(&claims(json!("presence"), iss.clone())))
+        .await;
+    a.err_code(
+        json!({"t": "refresh", "token": claims(json!("billing"), iss.clone())}),
+        "unauthorized",
+    )
+    .await;
+    a.ok(json!({"t": "refresh", "token": claims(json!("presence"), iss)}))
+        .await;
+
+    // Without the settings neither claim is looked at.
+    let open = Server::start(Opts::new()).await;
+    let any = open.sign(json!({"sub": "bob", "aud": "whatever", "iss": 42}));
+    assert_eq!(open.connect(Some(&any)).await.welcome["user"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_exp_is_refused_when_exp_is_required() {
+    let s = Server::start(with_args(Opts::new(), &["--jwt-require-exp"])).await;
+    assert_rejected(&s, &s.sign(json!({"sub": "alice"})), "no exp").await;
+    assert_rejected(
+        &s,
+        &s.sign(json!({"sub": "alice", "exp": null})),
+        "exp null",
+    )
+    .await;
+    let mut a = s.user("alice").await;
+    a.err_code(
+        json!({"t": "refresh", "token": s.sign(json!({"sub": "alice"}))}),
+        "unauthorized",
+    )
+    .await;
+    a.barrier().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presenced_token_signs_what_the_server_requires() {
+    let args = [
+        "--jwt-audience",
+        "presence",
+        "--jwt-issuer",
+        "https://id.example",
+        "--jwt-require-exp",
+    ];
+    let s = Server::start(with_args(Opts::new(), &args)).await;
+    let token = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+            .args(["token", "--user", "carol", "--jwt-secret", &s.secret])
+            .args(args)
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("PRESENCED_CONFIG")
+            .output()
+            .expect("run presenced token")
+    };
+    let out = token(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = String::from_utf8(out.stdout).unwrap();
+    let c = s.connect(Some(signed.trim())).await;
+    assert_eq!(c.welcome["user"], "carol");
+    // A token that never expires would be refused: none is printed.
+    let out = token(&["--ttl", "0"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("jwt_require_exp"), "{stderr}");
 }

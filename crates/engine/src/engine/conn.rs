@@ -61,10 +61,14 @@ impl Conn {
         }
     }
 
-    /// Replaces the claims of the token (resume, refresh).
-    pub(super) fn set_claims(&mut self, ident: Identity) {
-        self.info = ident.info.map(Box::new);
+    /// Replaces the claims of the token (resume, refresh); true when the
+    /// `info` claim is not what it was.
+    pub(super) fn set_claims(&mut self, ident: Identity) -> bool {
+        let info = ident.info.map(Box::new);
+        let info_changed = info != self.info;
+        self.info = info;
         self.allowed = ident.channels.map(Vec::into_boxed_slice);
+        info_changed
     }
 
     pub(super) fn find(&self, name: &str) -> Result<usize, usize> {

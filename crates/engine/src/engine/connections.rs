@@ -69,9 +69,8 @@ impl Engine {
         let session: Arc<str> = Arc::from(session);
         let c = self.conns.get_mut(&conn).expect("resumed conn exists");
         let old_session = std::mem::replace(&mut c.session, session.clone());
-        c.set_claims(ident);
+        let info_changed = c.set_claims(ident);
         let was_detached = c.detached.take();
-        let channels: Vec<ChannelName> = c.subs().map(|(n, _)| n.clone()).collect();
         let user = c.user.clone();
         self.sessions.remove(&old_session);
         self.sessions.insert(session.clone(), conn);
@@ -80,17 +79,16 @@ impl Engine {
             if let Some(u) = &user {
                 self.shared.conn_reattached(u);
             }
-            for name in &channels {
-                if let Some(sub) = self
-                    .channels
-                    .get_mut(name)
-                    .and_then(|ch| ch.subscribers.get_mut(&conn))
-                {
-                    sub.live = true;
-                }
-            }
         }
+        // The new token and the current rules are checked as for a
+        // `refresh` (the session may have been kept across a restart with
+        // other rules), with the subscriptions quiet until then: the
+        // client hears `unsubscribed` after its welcome, and fresh syncs of
+        // the rest that already show the others what changed.
+        self.set_subs_live(conn, false);
         self.welcome(conn, req_id, &session, true, out);
+        self.claims_changed(now, conn, info_changed, out);
+        self.set_subs_live(conn, true);
         self.resync(now, conn, out);
         Attached {
             conn,

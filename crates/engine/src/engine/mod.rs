@@ -26,6 +26,8 @@
 //! - `timer`: deadlines and [`Engine::tick`];
 //! - `connections`: attach, resume, detach, removal, kick, user status;
 //! - `requests`: client requests, checked then applied;
+//! - `rights`: what a connection holds, checked again when its claims
+//!   change (refresh, resume);
 //! - `delivery`: netting, coalescing, `seq`, snapshots, occupancy, watchers;
 //! - `reads`: presence and the reads of the HTTP API and metrics;
 //! - `restore`: state from the last run.
@@ -42,6 +44,7 @@ mod delivery;
 mod reads;
 mod requests;
 mod restore;
+mod rights;
 mod shared;
 mod timer;
 pub mod types;

@@ -72,9 +72,13 @@ impl Engine {
         result
     }
 
-    /// Replaces a connection's verified identity (`refresh`). Same user only.
+    /// Replaces a connection's verified identity (`refresh`). Same user
+    /// only. The new claims are applied at once: channels the connection
+    /// may no longer hold end with `unsubscribed`, and a new `info` reaches
+    /// the user's member data everywhere (before the `ok`).
     pub fn refresh(
         &mut self,
+        now: u64,
         conn: ConnId,
         id: Option<u64>,
         ident: Identity,
@@ -82,7 +86,8 @@ impl Engine {
     ) -> Result<(), RequestError> {
         let result = match self.conns.get_mut(&conn) {
             Some(c) if c.user.as_deref() == ident.user.as_deref() && c.user.is_some() => {
-                c.set_claims(ident);
+                let info_changed = c.set_claims(ident);
+                self.claims_changed(now, conn, info_changed, out);
                 Ok(())
             }
             _ => Err(E_OTHER_USER),

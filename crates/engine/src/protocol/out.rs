@@ -157,6 +157,22 @@ pub(crate) fn message_frame(channel: &str, from: Option<&str>, data: &Value) -> 
     })
 }
 
+/// `unsubscribed`: the server ended the connection's subscription and
+/// membership of a channel it may no longer see (PROTOCOL.md §4).
+pub(crate) fn unsubscribed_frame(channel: &str) -> Frame {
+    #[derive(Serialize)]
+    struct UnsubscribedOut<'a> {
+        t: &'static str,
+        channel: &'a str,
+        reason: &'static str,
+    }
+    Frame::from_json(&UnsubscribedOut {
+        t: "unsubscribed",
+        channel,
+        reason: "forbidden",
+    })
+}
+
 /// A watched user's presence as one watcher sees it: whole, or its status
 /// alone for a guest (PROTOCOL.md §6: no `since`, no `last_seen`).
 #[derive(Serialize)]

@@ -10,6 +10,7 @@ mod enter_only;
 mod guests;
 mod member_data;
 mod refusals;
+mod rights;
 mod status;
 mod users;
 

@@ -62,21 +62,18 @@ fn the_info_claim_overrides_client_info() {
     );
     let j = d.take_t(o, "join");
     assert_eq!(j[0]["member"]["data"], json!({"y": 1}));
-    // refresh: new info applies to later updates, same user only.
-    let mut fx = presenced_engine::Effects::new();
-    assert!(
-        d.eng
-            .refresh(c, Some(4), with_info("u3", json!({"n": 1})), &mut fx)
-            .is_ok()
-    );
-    let mut fx2 = presenced_engine::Effects::new();
-    let e = d.eng.refresh(c, Some(5), user("u9"), &mut fx2).unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
-    d.absorb(fx);
+    // refresh: the new info reaches the member data at once (and later
+    // updates), same user only.
     d.tick(100);
-    d.ok(c, update(6, "room:1", json!({"y": 1})));
+    d.refresh(c, with_info("u3", json!({"n": 1}))).unwrap();
     let u = d.take_t(o, "update");
     assert_eq!(u[0]["member"]["data"], json!({"y": 1, "info": {"n": 1}}));
+    let e = d.refresh(c, user("u9")).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    d.tick(100);
+    d.ok(c, update(6, "room:1", json!({"y": 2})));
+    let u = d.take_t(o, "update");
+    assert_eq!(u[0]["member"]["data"], json!({"y": 2, "info": {"n": 1}}));
 }
 
 #[test]

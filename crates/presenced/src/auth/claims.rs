@@ -1,7 +1,8 @@
 //! A token's header and claims: [`parse_header`] reads the header before
 //! any key is chosen, [`decode_claims`] checks the signature with the chosen
 //! key and turns the payload into [`Claims`], with JWT numeric dates read as
-//! RFC 7519 says.
+//! RFC 7519 says and the operator's [`ClaimRules`] (leeway, audience,
+//! issuer, required `exp`) applied.
 
 use std::str::FromStr;
 
@@ -11,23 +12,26 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::{AuthError, Claims, MAX_USER_ID_BYTES, NBF_LEEWAY_SECS};
+use super::{AuthError, ClaimRules, Claims, MAX_USER_ID_BYTES};
 
 pub(super) fn decode_claims(
     token: &str,
     key: &DecodingKey,
     alg: Algorithm,
+    rules: &ClaimRules,
 ) -> Result<Claims, AuthError> {
+    // jsonwebtoken checks the signature; every claim is checked below, with
+    // a leeway in milliseconds and the operator's rules.
     let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["sub"]);
     validation.leeway = 0;
-    validation.validate_exp = true;
+    validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
 
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
         .map_err(|e| map_jwt_error(e.kind()))?;
-    claims_from(data.claims, unix_now())
+    claims_from(data.claims, unix_now_ms(), rules)
 }
 
 /// What we use of a token's header.
@@ -86,8 +90,13 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
-/// The claims we use, from an already verified payload.
-fn claims_from(mut payload: Map<String, Value>, now: u64) -> Result<Claims, AuthError> {
+/// The claims we use, from an already verified payload, checked at `now`
+/// (unix milliseconds) against `rules`.
+fn claims_from(
+    mut payload: Map<String, Value>,
+    now: u64,
+    rules: &ClaimRules,
+) -> Result<Claims, AuthError> {
     let sub = match payload.remove("sub") {
         Some(Value::String(s)) if !s.is_empty() => s,
         _ => return Err(AuthError::MissingSubject),
@@ -98,25 +107,44 @@ fn claims_from(mut payload: Map<String, Value>, now: u64) -> Result<Claims, Auth
     if sub.chars().any(char::is_control) {
         return Err(AuthError::SubjectInvalid);
     }
-    // RFC 7519 §4.1.5, with a little leeway for clocks a few seconds apart.
+    // RFC 7519 §4.1.5 and §4.1.4, with the leeway for clocks a few seconds
+    // apart: accepted from `nbf` − leeway, refused from `exp` + leeway.
     match payload.remove("nbf") {
         None | Some(Value::Null) => {}
         Some(v) => {
             let nbf = numeric_date(&v).ok_or(AuthError::Malformed)?;
-            if nbf > now.saturating_add(NBF_LEEWAY_SECS) {
+            if nbf.saturating_mul(1000) > now.saturating_add(rules.leeway_ms) {
                 return Err(AuthError::NotYetValid);
             }
         }
     }
-
     let exp = match payload.remove("exp") {
         None | Some(Value::Null) => None,
         Some(v) => Some(numeric_date(&v).ok_or(AuthError::Malformed)?),
     };
-    // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`;
-    // jsonwebtoken still accepts it during that very second.
-    if exp.is_some_and(|exp| exp <= now) {
-        return Err(AuthError::Expired);
+    match exp {
+        None if rules.require_exp => return Err(AuthError::MissingExpiry),
+        Some(exp) if exp.saturating_mul(1000).saturating_add(rules.leeway_ms) <= now => {
+            return Err(AuthError::Expired);
+        }
+        _ => {}
+    }
+    // RFC 7519 §4.1.3 and §4.1.1, when the operator names an audience or
+    // an issuer (otherwise they are not looked at).
+    if let Some(audience) = &rules.audience {
+        let ok = match payload.get("aud") {
+            Some(Value::String(aud)) => aud == audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+            _ => false,
+        };
+        if !ok {
+            return Err(AuthError::WrongAudience);
+        }
+    }
+    if let Some(issuer) = &rules.issuer
+        && payload.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+    {
+        return Err(AuthError::WrongIssuer);
     }
 
     let info = match payload.remove("info") {
@@ -159,5 +187,10 @@ fn numeric_date(v: &Value) -> Option<u64> {
 /// Unix seconds on the wall clock: `exp` and `nbf` were set by another
 /// machine's.
 pub(super) fn unix_now() -> u64 {
-    crate::clock::wall_ms() / 1000
+    unix_now_ms() / 1000
+}
+
+/// Unix milliseconds on the wall clock.
+fn unix_now_ms() -> u64 {
+    crate::clock::wall_ms()
 }

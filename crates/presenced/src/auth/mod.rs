@@ -16,8 +16,10 @@
 //!
 //! The module holds:
 //!
-//! - this file: [`TokenVerifier`], [`Claims`] and [`AuthError`], the one way
-//!   in (every caller verifies through [`TokenVerifier::verify`]);
+//! - this file: [`TokenVerifier`], [`Claims`], [`ClaimRules`] (what the
+//!   operator requires of claims: leeway, audience, issuer, `exp`) and
+//!   [`AuthError`], the one way in (every caller verifies through
+//!   [`TokenVerifier::verify`]);
 //! - `claims.rs`: reading a token's header, checking its claims, numeric
 //!   dates;
 //! - `keys.rs`: the operator's PEM public key and the algorithms it may
@@ -41,7 +43,7 @@ use anyhow::bail;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use crate::config::{JwksSource, Secret, Settings};
+use crate::config::{DEFAULT_JWT_LEEWAY_MS, JwksSource, Secret, Settings, Values};
 
 use self::claims::{decode_claims, parse_header};
 use self::jwks::{Jwks, KeySet, read_jwks_file};
@@ -51,9 +53,43 @@ pub use self::sign::sign_hs256;
 
 /// Longest accepted user id (`sub`), in bytes; the same bound as channel names.
 pub const MAX_USER_ID_BYTES: usize = 200;
-/// How far in the future a token's `nbf` may be and still be accepted
-/// (clocks a few seconds apart).
-pub const NBF_LEEWAY_SECS: u64 = 5;
+
+/// What a token's claims must satisfy beyond a good signature and `sub`:
+/// the operator's `jwt_*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// Clock skew allowed on `nbf` and `exp`, in milliseconds.
+    pub leeway_ms: u64,
+    /// When set, `aud` must be this (or an array holding it).
+    pub audience: Option<String>,
+    /// When set, `iss` must be this.
+    pub issuer: Option<String>,
+    /// A token without `exp` is refused.
+    pub require_exp: bool,
+}
+
+impl Default for ClaimRules {
+    fn default() -> Self {
+        ClaimRules {
+            leeway_ms: DEFAULT_JWT_LEEWAY_MS,
+            audience: None,
+            issuer: None,
+            require_exp: false,
+        }
+    }
+}
+
+impl ClaimRules {
+    /// The rules of a server's settings.
+    pub fn from_values(v: &Values) -> Self {
+        ClaimRules {
+            leeway_ms: v.jwt_leeway_ms.0,
+            audience: v.jwt_audience.clone(),
+            issuer: v.jwt_issuer.clone(),
+            require_exp: v.jwt_require_exp,
+        }
+    }
+}
 
 /// What a verified token says about its holder.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,9 +125,18 @@ pub enum AuthError {
     /// become a user id and a log line.
     #[error("token subject has a control character")]
     SubjectInvalid,
-    /// `nbf` is later than now (beyond [`NBF_LEEWAY_SECS`]).
+    /// `nbf` is later than now (beyond the leeway).
     #[error("token not valid yet")]
     NotYetValid,
+    /// The server requires `exp` (`jwt_require_exp`) and the token has none.
+    #[error("token has no expiry")]
+    MissingExpiry,
+    /// `aud` is not the configured audience (or is missing).
+    #[error("token audience not accepted")]
+    WrongAudience,
+    /// `iss` is not the configured issuer (or is missing).
+    #[error("token issuer not accepted")]
+    WrongIssuer,
     /// The token's `kid` is not in the JWKS (or it has none and the set has
     /// several keys).
     #[error("unknown token kid")]
@@ -105,6 +150,7 @@ pub struct TokenVerifier {
     secret: Option<DecodingKey>,
     public: Option<PublicKey>,
     jwks: Option<Arc<Jwks>>,
+    rules: ClaimRules,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -113,6 +159,7 @@ impl fmt::Debug for TokenVerifier {
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .field("public_key", &self.public.as_ref().map(|p| p.kind))
             .field("jwks", &self.jwks.as_ref().map(|j| &j.from))
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -158,6 +205,27 @@ impl TokenVerifier {
             secret,
             public,
             jwks: jwks.map(Arc::new),
+            rules: ClaimRules::default(),
+        })
+    }
+
+    /// The same verifier with other claim rules (the default ones are
+    /// [`ClaimRules::default`]).
+    pub fn with_claim_rules(mut self, rules: ClaimRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    pub fn claim_rules(&self) -> &ClaimRules {
+        &self.rules
+    }
+
+    /// When a connection whose token has `exp` (unix seconds) is closed
+    /// 4401, in unix milliseconds: `exp` plus the leeway; never for `None`.
+    pub fn expiry_ms(&self, exp: Option<u64>) -> Option<u64> {
+        exp.map(|exp| {
+            exp.saturating_mul(1000)
+                .saturating_add(self.rules.leeway_ms)
         })
     }
 
@@ -178,11 +246,12 @@ impl TokenVerifier {
                 bail!("a JWKS URL is fetched at start-up; build the verifier with load()")
             }
         };
-        Self::build(
+        Ok(Self::build(
             settings.jwt_secret.as_ref().map(Secret::expose),
             public,
             jwks,
-        )
+        )?
+        .with_claim_rules(ClaimRules::from_values(&settings.values)))
     }
 
     /// Like [`TokenVerifier::from_settings`], and fetches a JWKS URL: a
@@ -196,11 +265,12 @@ impl TokenVerifier {
             bail!("a JWT public key and a JWKS cannot be used together");
         }
         let jwks = Jwks::fetch_first(url).await?;
-        Self::build(
+        Ok(Self::build(
             settings.jwt_secret.as_ref().map(Secret::expose),
             None,
             Some(jwks),
-        )
+        )?
+        .with_claim_rules(ClaimRules::from_values(&settings.values)))
     }
 
     /// For a JWKS URL, the task that keeps the key set fresh (run it until
@@ -210,7 +280,8 @@ impl TokenVerifier {
         jwks.remote.is_some().then(|| jwks.refresh_loop())
     }
 
-    /// Checks the token's signature, expiry and claims.
+    /// Checks the token's signature, dates and claims (as its
+    /// [`ClaimRules`] say).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = parse_header(token)?;
         let alg = header.alg;
@@ -219,7 +290,7 @@ impl TokenVerifier {
                 // HMAC tokens are checked against the secret only, whatever
                 // `kid` they name: never against a JWKS key.
                 let key = self.secret.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
-                decode_claims(token, key, alg)
+                decode_claims(token, key, alg, &self.rules)
             }
             _ if self.public.is_some() => {
                 let key = self
@@ -228,13 +299,13 @@ impl TokenVerifier {
                     .filter(|p| p.algorithms.contains(&alg))
                     .map(|p| &p.key)
                     .ok_or(AuthError::AlgorithmNotAllowed)?;
-                decode_claims(token, key, alg)
+                decode_claims(token, key, alg, &self.rules)
             }
             _ => {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
                 let set = jwks.current();
                 match set.select(alg, header.kid.as_deref()) {
-                    Ok(key) => decode_claims(token, &key.key, alg),
+                    Ok(key) => decode_claims(token, &key.key, alg, &self.rules),
                     Err(AuthError::UnknownKey) => {
                         if header.kid.is_some() {
                             // Perhaps the issuer rotated its keys: look again

@@ -127,6 +127,26 @@ macro_rules! number_settings {
 }
 number_settings!(u32, u64, usize);
 
+/// Default of `jwt_leeway_ms`: how far a token's `nbf` may be in the future,
+/// and its `exp` in the past, and the token still be accepted (clocks a few
+/// seconds apart).
+pub const DEFAULT_JWT_LEEWAY_MS: u64 = 5_000;
+
+/// Milliseconds of leeway, where 0 means something (none), unlike the other
+/// numbers: exempt from the greater-than-0 check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct LeewayMs(pub u64);
+
+impl std::str::FromStr for LeewayMs {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(LeewayMs)
+    }
+}
+
+impl SettingValue for LeewayMs {}
 impl SettingValue for bool {}
 impl SettingValue for SocketAddr {}
 
@@ -205,6 +225,30 @@ settings! {
             hide_env_values = true
         )]
         pub jwt_jwks: Option<JwksSource>,
+
+        /// Clock skew allowed on a token's `nbf` and `exp` (0 for none) [default: 5000]
+        #[arg(long, env = "PRESENCED_JWT_LEEWAY_MS", value_name = "MS")]
+        pub jwt_leeway_ms: Option<LeewayMs> = LeewayMs(DEFAULT_JWT_LEEWAY_MS),
+
+        /// Audience every token must name in `aud` [default: not checked]
+        #[arg(long, env = "PRESENCED_JWT_AUDIENCE", value_name = "AUD")]
+        pub jwt_audience: Option<String>,
+
+        /// Issuer every token must name in `iss` [default: not checked]
+        #[arg(long, env = "PRESENCED_JWT_ISSUER", value_name = "ISS")]
+        pub jwt_issuer: Option<String>,
+
+        /// Refuse tokens without `exp` [default: false]
+        #[arg(
+            long,
+            env = "PRESENCED_JWT_REQUIRE_EXP",
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = BoolishValueParser::new()
+        )]
+        pub jwt_require_exp: Option<bool> = false,
 
         /// Bearer key of the HTTP API
         #[arg(

@@ -32,7 +32,7 @@ use anyhow::{Context, bail};
 use presenced_engine::{ChannelRule, valid_channel_name};
 use serde::Deserialize;
 
-pub use args::{ServeArgs, Values};
+pub use args::{DEFAULT_JWT_LEEWAY_MS, LeewayMs, ServeArgs, Values};
 pub use file::DEFAULT_CONFIG_FILE;
 use secrets::create_data_dir;
 use secrets::read_stored_secret;
@@ -155,11 +155,17 @@ impl Settings {
     /// signed with a secret no server has would be refused by the server
     /// that is running, so an error says where it looked instead.
     pub fn load_signing_secret(args: ServeArgs) -> anyhow::Result<Secret> {
+        Self::load_signing(args).map(|(secret, _)| secret)
+    }
+
+    /// [`Settings::load_signing_secret`], with the settings it read (the
+    /// claims the server requires of tokens are among them).
+    pub fn load_signing(args: ServeArgs) -> anyhow::Result<(Secret, Values)> {
         let values = validated(layered(args)?)?;
-        if let Some(secret) = values.jwt_secret {
-            return Ok(secret);
+        if let Some(secret) = values.jwt_secret.clone() {
+            return Ok((secret, values));
         }
-        if let Some(pem) = values.jwt_public_key {
+        if let Some(pem) = &values.jwt_public_key {
             bail!(
                 "the server verifies tokens with the public key {} and has no JWT secret \
                  to sign with; sign tokens with the matching private key instead",
@@ -173,7 +179,7 @@ impl Settings {
             );
         }
         match read_stored_secret(&values.data_dir, JWT_SECRET_FILE, "JWT secret")? {
-            Some(secret) => Ok(secret),
+            Some(secret) => Ok((secret, values)),
             None => bail!(
                 "no JWT secret to sign with: none is configured and {} does not exist \
                  (a server writes it there at its first start). Run this where the server \

@@ -70,7 +70,24 @@ fn defaults() {
     assert_eq!(v.http_idle_timeout_ms, 60_000);
     assert_eq!((v.max_connections, v.max_connections_per_ip), (None, None));
     assert!(v.channels.is_empty());
+    assert_eq!(v.jwt_leeway_ms, LeewayMs(5_000));
+    assert_eq!((&v.jwt_audience, &v.jwt_issuer), (&None, &None));
+    assert!(!v.jwt_require_exp);
     assert_eq!(v.config, None);
+}
+
+#[test]
+fn a_jwt_leeway_of_0_is_allowed_and_flags_win() {
+    // (every_flag_but_config_is_a_file_key reads all four from the file.)
+    let tmp = tempfile::tempdir().unwrap();
+    let file = with_toml(tmp.path(), "jwt_leeway_ms = 0\njwt_require_exp = true");
+    let v = Settings::load(file.clone()).unwrap().values;
+    assert_eq!(v.jwt_leeway_ms, LeewayMs(0));
+    let flags = parse(&["--jwt-leeway-ms", "30000", "--jwt-require-exp=false"]);
+    let v = Settings::load(flags.or(file)).unwrap().values;
+    assert_eq!(v.jwt_leeway_ms, LeewayMs(30_000));
+    assert!(!v.jwt_require_exp);
+    assert!(Cli::try_parse_from(["presenced", "--jwt-leeway-ms", "-1"]).is_err());
 }
 
 #[test]
@@ -496,6 +513,10 @@ fn every_setting_names_its_flag_and_env_var_after_its_key() {
             "jwt_secret",
             "jwt_public_key",
             "jwt_jwks",
+            "jwt_leeway_ms",
+            "jwt_audience",
+            "jwt_issuer",
+            "jwt_require_exp",
             "api_key",
             "grace_ms",
             "heartbeat_ms",
@@ -569,6 +590,10 @@ fn every_flag_but_config_is_a_file_key() {
         http_idle_timeout_ms = 18
         max_connections = 19
         max_connections_per_ip = 20
+        jwt_leeway_ms = 21
+        jwt_audience = "aud"
+        jwt_issuer = "iss"
+        jwt_require_exp = true
         "#,
         data = tmp.path().join("d").display(),
         pem = pem.display(),
@@ -584,7 +609,12 @@ fn every_flag_but_config_is_a_file_key() {
     assert_eq!(v.data_dir, tmp.path().join("d"));
     assert_eq!(v.jwt_public_key, Some(pem));
     assert_eq!(v.webhook_secret.as_ref().map(Secret::expose), Some("w"));
-    assert!(v.guests && v.guests_watch && v.dev_tokens);
+    assert!(v.guests && v.guests_watch && v.dev_tokens && v.jwt_require_exp);
+    assert_eq!(v.jwt_leeway_ms, LeewayMs(21));
+    assert_eq!(
+        (v.jwt_audience.as_deref(), v.jwt_issuer.as_deref()),
+        (Some("aud"), Some("iss"))
+    );
     let numbers = [
         v.grace_ms,
         v.heartbeat_ms,

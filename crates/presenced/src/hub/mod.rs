@@ -615,11 +615,13 @@ impl HubSocket {
     }
 
     /// Replaces the connection's identity with a freshly verified one
-    /// (`refresh`); false (and an error reply) if it names another user.
+    /// (`refresh`): channels it may no longer hold end, a new `info`
+    /// reaches its member data; false (and an error reply) if it names
+    /// another user.
     pub fn refresh(&self, req_id: Option<u64>, ident: Identity) -> bool {
         let conn = self.conn;
         self.hub
-            .change(|engine, _, fx| engine.refresh(conn, req_id, ident, fx).is_ok())
+            .change(|engine, now, fx| engine.refresh(now, conn, req_id, ident, fx).is_ok())
     }
 
     /// Sends fresh snapshots after the outbox dropped broadcasts (the client

@@ -85,9 +85,10 @@ impl Outbox {
             });
     }
 
-    /// Sets when the connection's token expires (unix seconds), or never.
-    pub fn set_expiry(&self, exp_unix_secs: Option<u64>) {
-        let ms = exp_unix_secs.map_or(0, |s| s.saturating_mul(1000).max(1));
+    /// Sets when the connection's token expires (unix milliseconds, the
+    /// leeway included), or never.
+    pub fn set_expiry(&self, expires_ms: Option<u64>) {
+        let ms = expires_ms.map_or(0, |ms| ms.max(1));
         self.expires_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -250,10 +251,10 @@ mod tests {
         outbox.heartbeat(t0 + 100, 0, hb, true);
         assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
         // A token expires when the wall clock says so (the server's clock
-        // is a little later than `exp` here); then it is closed 4401, once,
-        // and not pinged after.
-        outbox.set_expiry(Some(t0 / 1000 + 1));
-        let wall = t0 / 1000 * 1000;
+        // reads otherwise here); then it is closed 4401, once, and not
+        // pinged after.
+        let wall = 1_800_000_000_000;
+        outbox.set_expiry(Some(wall + 150));
         outbox.heartbeat(t0 + 1_000, wall, hb, true);
         assert!(matches!(outbox.try_recv(), Some(Outgoing::Ping)));
         outbox.heartbeat(t0 + 200, wall + 1_000, hb, true);

@@ -113,6 +113,7 @@ pub async fn dev_token(
         &body.user,
         Some(json!({ "name": name })),
         Some(DEV_TOKEN_TTL),
+        state.verifier.claim_rules(),
     )
     .map_err(ApiError::internal)?;
     let out = DevTokenOut {

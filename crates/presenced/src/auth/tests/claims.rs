@@ -42,19 +42,104 @@ fn alg_none_is_refused() {
 }
 
 #[test]
-fn expired_is_refused_without_leeway() {
-    let v = secret_verifier();
+fn expired_is_refused_from_exp_plus_the_leeway() {
     let now = unix_now();
+    let strict = verifier_with(ClaimRules {
+        leeway_ms: 0,
+        ..ClaimRules::default()
+    });
     for exp in [now - 3600, now - 1, now] {
         let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "exp": exp}));
-        assert_eq!(v.verify(&token), Err(AuthError::Expired), "exp {exp}");
+        assert_eq!(strict.verify(&token), Err(AuthError::Expired), "exp {exp}");
     }
     let token = hs(
         Algorithm::HS256,
         SECRET,
         &json!({"sub": "a", "exp": now + 5}),
     );
+    assert!(strict.verify(&token).is_ok());
+
+    // The default leeway: a token that expired a second ago still passes,
+    // one that expired a minute ago does not.
+    let v = secret_verifier();
+    assert_eq!(DEFAULT_JWT_LEEWAY_MS, 5_000);
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "exp": now - 1}),
+    );
     assert!(v.verify(&token).is_ok());
+    for exp in [now - 60, now - 6] {
+        let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "exp": exp}));
+        assert_eq!(v.verify(&token), Err(AuthError::Expired), "exp {exp}");
+    }
+    // And a live connection is closed at exp plus the leeway.
+    assert_eq!(v.expiry_ms(Some(now)), Some(now * 1000 + 5_000));
+    assert_eq!(strict.expiry_ms(Some(now)), Some(now * 1000));
+    assert_eq!(v.expiry_ms(None), None);
+}
+
+#[test]
+fn exp_is_required_when_the_server_says_so() {
+    let v = verifier_with(ClaimRules {
+        require_exp: true,
+        ..ClaimRules::default()
+    });
+    for claims in [json!({"sub": "a"}), json!({"sub": "a", "exp": null})] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(v.verify(&token), Err(AuthError::MissingExpiry), "{claims}");
+    }
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "exp": future()}),
+    );
+    assert!(v.verify(&token).is_ok());
+    // Off by default: a token without exp never expires.
+    let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a"}));
+    assert_eq!(secret_verifier().verify(&token).unwrap().exp, None);
+}
+
+#[test]
+fn audience_and_issuer_are_checked_when_configured() {
+    let v = verifier_with(ClaimRules {
+        audience: Some("presence".into()),
+        issuer: Some("https://id.example".into()),
+        ..ClaimRules::default()
+    });
+    let iss = "https://id.example";
+    for claims in [
+        json!({"sub": "a", "aud": "presence", "iss": iss}),
+        json!({"sub": "a", "aud": ["billing", "presence"], "iss": iss}),
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert!(v.verify(&token).is_ok(), "{claims}");
+    }
+    for claims in [
+        json!({"sub": "a", "iss": iss}),
+        json!({"sub": "a", "aud": "billing", "iss": iss}),
+        json!({"sub": "a", "aud": ["billing"], "iss": iss}),
+        json!({"sub": "a", "aud": "Presence", "iss": iss}),
+        json!({"sub": "a", "aud": 7, "iss": iss}),
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(v.verify(&token), Err(AuthError::WrongAudience), "{claims}");
+    }
+    for claims in [
+        json!({"sub": "a", "aud": "presence"}),
+        json!({"sub": "a", "aud": "presence", "iss": "https://evil.example"}),
+        json!({"sub": "a", "aud": "presence", "iss": ["https://id.example"]}),
+    ] {
+        let token = hs(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(v.verify(&token), Err(AuthError::WrongIssuer), "{claims}");
+    }
+    // Not configured: neither is looked at.
+    let token = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "aud": "anything", "iss": 3}),
+    );
+    assert!(secret_verifier().verify(&token).is_ok());
 }
 
 #[test]
@@ -114,10 +199,11 @@ fn a_subject_with_a_control_character_is_refused() {
 }
 
 #[test]
-fn nbf_is_honoured_with_a_few_seconds_of_leeway() {
+fn nbf_is_honoured_with_the_leeway() {
     let v = secret_verifier();
     let now = unix_now();
-    for nbf in [now + 60, now + NBF_LEEWAY_SECS + 2] {
+    let leeway = DEFAULT_JWT_LEEWAY_MS / 1000;
+    for nbf in [now + 60, now + leeway + 2] {
         let token = hs(Algorithm::HS256, SECRET, &json!({"sub": "a", "nbf": nbf}));
         assert_eq!(v.verify(&token), Err(AuthError::NotYetValid), "nbf {nbf}");
     }
@@ -131,6 +217,28 @@ fn nbf_is_honoured_with_a_few_seconds_of_leeway() {
         &json!({"sub": "a", "nbf": "soon"}),
     );
     assert_eq!(v.verify(&bad), Err(AuthError::Malformed));
+
+    // Another leeway: none, or a minute.
+    let soon = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "nbf": now + 2}),
+    );
+    let strict = verifier_with(ClaimRules {
+        leeway_ms: 0,
+        ..ClaimRules::default()
+    });
+    assert_eq!(strict.verify(&soon), Err(AuthError::NotYetValid));
+    let later = hs(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "a", "nbf": now + 30}),
+    );
+    let lenient = verifier_with(ClaimRules {
+        leeway_ms: 60_000,
+        ..ClaimRules::default()
+    });
+    assert!(lenient.verify(&later).is_ok());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::claims::unix_now;
-use super::{AuthError, NBF_LEEWAY_SECS, TokenVerifier, sign_hs256};
+use super::{AuthError, ClaimRules, DEFAULT_JWT_LEEWAY_MS, TokenVerifier, sign_hs256};
 
 const SECRET: &str = "test-secret-that-is-long-enough-0123456789";
 
@@ -51,4 +51,9 @@ fn raw_token(header: &Value, claims: &Value, signature: &[u8]) -> String {
 
 fn secret_verifier() -> TokenVerifier {
     TokenVerifier::new(Some(SECRET), None).unwrap()
+}
+
+/// A secret verifier with `rules`.
+fn verifier_with(rules: ClaimRules) -> TokenVerifier {
+    secret_verifier().with_claim_rules(rules)
 }
