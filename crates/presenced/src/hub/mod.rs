@@ -7,6 +7,12 @@
 //! to deliver what a change produced (frames, closes, journal and webhook
 //! events).
 //!
+//! Here: the hub, its lock and the changes (connect, kick, publish, restore,
+//! delivering effects). Beside it: `socket.rs` ([`HubSocket`], a connection
+//! task's requests and its drop guard), `reads.rs` (what the HTTP API, the
+//! dashboard and `/metrics` read), `drivers.rs` (the timer and heartbeat
+//! tasks) and `outbox.rs` (a connection's bounded queue).
+//!
 //! Lock order: `Hub::inner` (a std `Mutex`, never held across an `.await`),
 //! then an outbox's queue lock. Effects are delivered while the hub's lock is
 //! held, so frames reach every outbox in the engine's order (a subscriber
@@ -21,24 +27,27 @@
 //! found to the engine for that one call (`Engine::with_recalled`), under
 //! the same lock as the read.
 
+mod drivers;
 mod outbox;
+mod reads;
+mod socket;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use presenced_engine::{
-    ClientFrame, ConnId, Effect, Effects, Engine, EngineConfig, ErrorCode, Identity, PresenceEvent,
-    RequestError, RestoredUser, SessionRecord, UserDetail, UserId, UserPresence, UserStatus,
+    ConnId, Effect, Effects, Engine, EngineConfig, ErrorCode, Identity, PresenceEvent,
+    RequestError, RestoredUser, SessionRecord, UserId,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
 pub use self::outbox::{Outbox, Outgoing};
-use crate::clock::{WallWatch, now_ms, random_token, wall_ms};
+pub use self::socket::HubSocket;
+use crate::clock::{now_ms, random_token};
 use crate::store::{Journal, StoredPresence};
 
 /// A socket bound to an engine connection. `socket_id` tells sockets apart
@@ -327,169 +336,6 @@ impl Hub {
         self.change(|engine, _, fx| engine.broadcast_message(channel, None, data, None, fx))
     }
 
-    // ----- reads ----------------------------------------------------------
-
-    /// A user's presence with connections and channels; `None` if never
-    /// seen. Reads the journal for a user the engine does not remember.
-    pub async fn user_detail(&self, user: &str) -> Result<Option<UserDetail>, Unavailable> {
-        let found = self.recall([user]).await?;
-        Ok(self.change(|engine, now, _| {
-            engine.with_recalled(recalled(&found), |engine| engine.user_detail(now, user))
-        }))
-    }
-
-    /// The presence of each of `users`, in the given order. Reads the
-    /// journal for users the engine does not remember.
-    pub async fn presence_of(
-        &self,
-        users: &[String],
-    ) -> Result<Vec<(String, UserPresence)>, Unavailable> {
-        let found = self.recall(users.iter().map(String::as_str)).await?;
-        Ok(self.change(|engine, now, _| {
-            engine.with_recalled(recalled(&found), |engine| {
-                users
-                    .iter()
-                    .map(|u| (u.clone(), engine.presence(now, u)))
-                    .collect()
-            })
-        }))
-    }
-
-    /// A page of users online or away (or of `status`), in id order.
-    pub fn list_users(
-        &self,
-        status: Option<UserStatus>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> (Vec<UserDetail>, Option<String>) {
-        self.read(|engine, now| engine.list_users(now, status, cursor, limit))
-    }
-
-    /// A page of `(channel, members, connections)`, in name order.
-    pub fn list_channels(
-        &self,
-        prefix: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> (Vec<(String, usize, usize)>, Option<String>) {
-        self.read(|engine, _| engine.list_channels(prefix, cursor, limit))
-    }
-
-    /// `(members, connections)` of a channel; `None` if it does not exist.
-    pub fn occupancy(&self, channel: &str) -> Option<(usize, usize)> {
-        self.read(|engine, _| engine.occupancy(channel))
-    }
-
-    /// A page of a channel's member objects; `None` if it does not exist.
-    pub fn channel_members(
-        &self,
-        channel: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Option<(Vec<Value>, Option<String>)> {
-        self.read(|engine, _| engine.channel_members(channel, cursor, limit))
-    }
-
-    /// The counts and counters `/metrics` shows.
-    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
-        let counts = self.counts();
-        let c = &self.counters;
-        crate::metrics::Snapshot {
-            connections: counts.connections,
-            users: counts.users,
-            channels: counts.channels,
-            members: counts.members,
-            frames_in: c.frames_in.load(Ordering::Relaxed),
-            frames_out: c.frames_out.load(Ordering::Relaxed),
-            dropped_broadcasts: c.dropped_broadcasts.load(Ordering::Relaxed),
-            resyncs: c.resyncs.load(Ordering::Relaxed),
-            journal_queue: self.journal.queue_depth(),
-        }
-    }
-
-    pub fn counts(&self) -> Counts {
-        self.read(|engine, _| Counts {
-            connections: engine.connection_count(),
-            users: engine.users_present(),
-            channels: engine.channel_count(),
-            members: engine.member_count(),
-        })
-    }
-
-    // ----- drivers ----------------------------------------------------------
-
-    /// Heartbeats for every socket, from one task: each `heartbeat_ms` a
-    /// WebSocket ping to each socket; a socket whose client sent nothing for
-    /// two heartbeats is dropped, and one whose token expired is closed 4401.
-    /// Checked every quarter heartbeat (at most every second), so a silent
-    /// client goes between two heartbeats and two and a quarter. Silence is
-    /// timed on the server's clock, token expiry on the wall clock (see
-    /// [`crate::clock`]); this task also watches the two part.
-    pub async fn drive_heartbeats(self: Arc<Self>, heartbeat_ms: u64) {
-        let heartbeat_ms = heartbeat_ms.max(1);
-        let tick = (heartbeat_ms / 4).clamp(1, 1000);
-        let mut every = tokio::time::interval(Duration::from_millis(tick));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_ping = now_ms() + heartbeat_ms;
-        let mut last = now_ms();
-        let mut wall_watch = WallWatch::default();
-        loop {
-            every.tick().await;
-            wall_watch.check();
-            let now = now_ms();
-            // A round this late means the process itself stood still (a
-            // pause, an overloaded host). That was the server's silence, not
-            // the clients': the time it stood still does not count as
-            // theirs, and what they sent meanwhile, waiting unread in their
-            // sockets, is read before the next round judges.
-            let late = now.saturating_sub(last).saturating_sub(tick);
-            last = now;
-            if late > tick.max(250) {
-                tracing::warn!(
-                    late_ms = late,
-                    "the heartbeat round came late: the process stood still; that time is not counted as clients' silence"
-                );
-                let g = self.lock();
-                for b in g.sockets.values() {
-                    b.outbox.forgive(late);
-                }
-                continue;
-            }
-            let ping = now >= next_ping;
-            if ping {
-                next_ping = now + heartbeat_ms;
-            }
-            let wall = wall_ms();
-            let g = self.lock();
-            for b in g.sockets.values() {
-                b.outbox.heartbeat(now, wall, heartbeat_ms, ping);
-            }
-        }
-    }
-
-    /// Runs the engine's timers (grace, coalescing windows, occupancy) until
-    /// `shutdown` fires.
-    pub async fn drive_timers(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        loop {
-            let deadline = self.read(|engine, _| engine.next_deadline());
-            let sleep = async {
-                match deadline {
-                    Some(at) => {
-                        let wait = at.saturating_sub(now_ms());
-                        tokio::time::sleep(Duration::from_millis(wait)).await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = sleep => {}
-                _ = self.timer.notified() => continue,
-                _ = shutdown.cancelled() => return,
-            }
-            self.change(|engine, now, fx| engine.tick(now, fx));
-        }
-    }
-
     /// Delivers effects: frames into outboxes, closes, events to the store
     /// and the live feed.
     fn dispatch(&self, g: &mut Inner, fx: Effects) {
@@ -536,111 +382,6 @@ impl Hub {
     pub(crate) fn emit_for_test(&self, event: PresenceEvent) {
         let _g = self.lock();
         self.emit(event);
-    }
-}
-
-/// A connection task's handle on its engine connection: every request of
-/// the socket goes through it. Dropping it (the task ended, or panicked)
-/// unbinds the socket and detaches the connection, so a connection is never
-/// left bound to a socket that is gone: its user gets a grace window and,
-/// if nobody comes back, one offline.
-#[derive(Debug)]
-pub struct HubSocket {
-    hub: Arc<Hub>,
-    conn: ConnId,
-    socket_id: u64,
-    outbox: Arc<Outbox>,
-}
-
-impl HubSocket {
-    pub fn outbox(&self) -> &Arc<Outbox> {
-        &self.outbox
-    }
-
-    /// Applies one request (not `hello` or `refresh`); its reply and the
-    /// frames it produced go into outboxes. A `watch` goes through
-    /// [`HubSocket::watch`] instead. A request that would journal a
-    /// transition is refused `unavailable` while the journal takes none
-    /// ([`journal_refuses`]); `bye` is not (the socket could close anyway).
-    pub fn request(&self, req_id: Option<u64>, frame: ClientFrame) {
-        let conn = self.conn;
-        let journals = matches!(
-            frame,
-            ClientFrame::Enter { .. }
-                | ClientFrame::Update { .. }
-                | ClientFrame::Leave { .. }
-                | ClientFrame::Unsubscribe { .. }
-                | ClientFrame::Status { .. }
-        );
-        if journals && let Some(e) = journal_refuses(&*self.hub.journal) {
-            self.outbox.reply(presenced_engine::error_frame(req_id, &e));
-            return;
-        }
-        self.hub.change(|engine, now, fx| {
-            // A refused request is answered in `fx`; nothing else to do.
-            let _ = engine.request(now, conn, req_id, frame, fx);
-        });
-    }
-
-    /// A `watch` request: the users it may watch that the engine does not
-    /// remember are read from the journal first (a watch that will be
-    /// refused reads nothing); `unavailable` when the journal cannot answer
-    /// (and nothing changes).
-    pub async fn watch(&self, req_id: Option<u64>, frame: ClientFrame) {
-        let conn = self.conn;
-        let unknown = match &frame {
-            ClientFrame::Watch { users } => {
-                self.hub
-                    .read(|engine, _| match engine.check_watch(conn, users) {
-                        Ok(new) => engine.presence_unknown(new),
-                        Err(_) => Vec::new(),
-                    })
-            }
-            _ => Vec::new(),
-        };
-        match self.hub.look_up(unknown).await {
-            Ok(found) => self.hub.change(|engine, now, fx| {
-                engine.with_recalled(recalled(&found), |engine| {
-                    let _ = engine.request(now, conn, req_id, frame, fx);
-                })
-            }),
-            Err(Unavailable) => {
-                let e = RequestError::new(
-                    ErrorCode::Unavailable,
-                    "users' last presence cannot be read now; retry",
-                );
-                self.outbox.reply(presenced_engine::error_frame(req_id, &e));
-            }
-        }
-    }
-
-    /// Replaces the connection's identity with a freshly verified one
-    /// (`refresh`): channels it may no longer hold end, a new `info`
-    /// reaches its member data; false (and an error reply) if it names
-    /// another user.
-    pub fn refresh(&self, req_id: Option<u64>, ident: Identity) -> bool {
-        let conn = self.conn;
-        self.hub
-            .change(|engine, now, fx| engine.refresh(now, conn, req_id, ident, fx).is_ok())
-    }
-
-    /// Sends fresh snapshots after the outbox dropped broadcasts (the client
-    /// lagged) and has drained.
-    pub fn resync(&self) {
-        let conn = self.conn;
-        self.hub.change(|engine, now, fx| {
-            // Cleared under the lock so no broadcast slips between the
-            // snapshot and the flag.
-            self.outbox.clear_lagged();
-            self.hub.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-            engine.resync(now, conn, fx);
-        });
-    }
-}
-
-impl Drop for HubSocket {
-    fn drop(&mut self) {
-        self.hub.release(self.conn, self.socket_id);
     }
 }
 
