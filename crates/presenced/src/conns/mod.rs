@@ -20,7 +20,7 @@
 //!   gets one request: `/healthz`, `/readyz` and `/metrics` are answered,
 //!   anything else is refused with 503 `unavailable` (total cap) or 429
 //!   `rate_limited` (per address), and the connection is closed. At most
-//!   [`caps::OVERFLOW`] such connections at a time; past that a new one is
+//!   `caps::OVERFLOW` such connections at a time; past that a new one is
 //!   closed at once.
 
 mod caps;

@@ -183,7 +183,7 @@ impl Hub {
 
     /// The journal's last presence of those of `users` the engine neither
     /// has live nor remembers (empty when it knows them all), to hand to
-    /// the engine under the lock of the read that needs them ([`recalled`]).
+    /// the engine under the lock of the read that needs them (`recalled`).
     /// An error when the journal cannot answer.
     pub async fn recall<'a>(
         &self,
@@ -256,7 +256,7 @@ impl Hub {
     /// is still held. The `welcome` (and on resume the snapshots) go into
     /// `outbox`. Dropping the returned socket detaches the connection.
     /// `unavailable` (and nothing changes) for a new connection of a user
-    /// while the journal takes no new transitions ([`journal_refuses`]); a
+    /// while the journal takes no new transitions (`journal_refuses`); a
     /// guest's, or a resume of a held session, is let in.
     pub fn connect(
         self: &Arc<Self>,

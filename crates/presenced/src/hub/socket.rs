@@ -29,7 +29,7 @@ impl HubSocket {
     /// frames it produced go into outboxes. A `watch` goes through
     /// [`HubSocket::watch`] instead. A request that would journal a
     /// transition is refused `unavailable` while the journal takes none
-    /// ([`journal_refuses`]); `bye` is not (the socket could close anyway).
+    /// (`journal_refuses`); `bye` is not (the socket could close anyway).
     pub fn request(&self, req_id: Option<u64>, frame: ClientFrame) {
         let conn = self.conn;
         let journals = matches!(
