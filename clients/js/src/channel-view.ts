@@ -12,6 +12,7 @@ import type {
   MemberEventFrame,
   Occupancy,
   SyncFrame,
+  UnsubscribedReason,
 } from "./protocol.js";
 
 export interface LeaveEvent<D = MemberData> {
@@ -28,6 +29,16 @@ export interface MessageEvent<M = Json> {
   data: M;
 }
 
+/**
+ * The server ended this connection's subscription to the channel and its
+ * membership (`forbidden`: a token refresh or a resume with narrower rights,
+ * or changed channel rules after a restart).
+ */
+export interface UnsubscribedEvent {
+  channel: string;
+  reason: UnsubscribedReason;
+}
+
 /** A channel's events, with member data of type `D` and messages of type `M`. */
 export interface ChannelEvents<D = MemberData, M = Json> {
   /** The whole member list, after any change (including a fresh snapshot). */
@@ -37,6 +48,8 @@ export interface ChannelEvents<D = MemberData, M = Json> {
   leave: LeaveEvent<D>;
   occupancy: Occupancy;
   message: MessageEvent<M>;
+  /** The server took the channel away: members are cleared and nothing asks for it again until `subscribe`/`enter`. */
+  unsubscribed: UnsubscribedEvent;
 }
 
 /** What became of a member event: applied, ignored (old or before a snapshot), or a gap was found. */

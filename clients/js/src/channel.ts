@@ -1,13 +1,15 @@
 /**
  * ChannelHandle: one user's (one component's) reference to a channel. Each
  * handle holds at most one subscription and one entry reference; handles of
- * the same channel share the server-side subscription and membership.
+ * the same channel share the server-side subscription and membership. When
+ * the server takes the channel away (`unsubscribed`), every handle's
+ * references end with it (`revoked` says why) until the handle asks again.
  */
 import type { ChannelEvents } from "./channel-view.js";
 import type { Connection } from "./connection.js";
 import type { Listener, Off } from "./emitter.js";
 import { PresenceError } from "./errors.js";
-import type { Json, Member, MemberData, MemberDataShape, Occupancy } from "./protocol.js";
+import type { Json, Member, MemberData, MemberDataShape, Occupancy, UnsubscribedReason } from "./protocol.js";
 import type { ChannelRefKind } from "./state-sync.js";
 
 export interface SubscribeOptions {
@@ -46,6 +48,9 @@ export function releasedClient(): Promise<void> {
 export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> {
   private holdsSubscription = false;
   private holdsEntry = false;
+  /** The synchroniser's count of the channel's ends when this handle took what it holds. */
+  private heldAtEnding = 0;
+  private revokedValue: UnsubscribedReason | null = null;
   private readonly offs = new Set<Off>();
 
   constructor(
@@ -59,12 +64,25 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
 
   /** Whether this handle holds a subscription (directly or through `enter`). */
   get subscribed(): boolean {
+    this.catchUp();
     return this.holdsSubscription;
   }
 
   /** Whether this handle has entered the channel. */
   get entered(): boolean {
+    this.catchUp();
     return this.holdsEntry;
+  }
+
+  /**
+   * Why the server took the channel away while this handle held it
+   * (`forbidden`: a token refresh or resume with narrower rights, say): its
+   * subscription and entry ended, and no reconnect asks for them again.
+   * Null otherwise; `subscribe()` or `enter()` asks again and clears it.
+   */
+  get revoked(): UnsubscribedReason | null {
+    this.catchUp();
+    return this.revokedValue;
   }
 
   /** Receive the channel's members (and occupancy when asked). Resolves once the server confirmed. */
@@ -72,6 +90,7 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
     if (this.owner.released) return releasedClient();
     const { sync } = this.connection;
     const occupancy = options.occupancy === true;
+    this.askAgain();
     if (!this.holdsSubscription) {
       this.holdsSubscription = true;
       this.owner.track(this);
@@ -89,6 +108,7 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
   enter(data?: D): Promise<void> {
     if (this.owner.released) return releasedClient();
     const { sync } = this.connection;
+    this.askAgain();
     // New data for a channel already entered is an update, throttled as `update` is.
     const updating = data !== undefined && sync.isEntered(this.name) && this.holdsEntry && !this.sameData(data);
     if (!this.holdsSubscription) {
@@ -101,7 +121,7 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
     }
     this.owner.track(this);
     if (data !== undefined) sync.setData(this.name, data as unknown as MemberData);
-    return updating ? this.connection.updates.schedule(this.name) : sync.syncChannel(this.name);
+    return updating ? this.throttled() : sync.syncChannel(this.name);
   }
 
   /**
@@ -114,12 +134,45 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
   update(data: D): Promise<void> {
     const { sync } = this.connection;
     if (!sync.isEntered(this.name)) {
-      return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
+      const revoked = this.revoked;
+      return Promise.reject(
+        revoked ? revokedError(this.name, revoked) : new PresenceError("not_member", `not entered in ${this.name}`),
+      );
     }
     // The same data again sends nothing: no need to wait for the throttle.
     const same = this.sameData(data);
     sync.setData(this.name, data as unknown as MemberData);
-    return same ? sync.syncChannel(this.name) : this.connection.updates.schedule(this.name);
+    return same ? sync.syncChannel(this.name) : this.throttled();
+  }
+
+  /** The channel's latest data through the update throttle; rejects if the server took the channel away meanwhile. */
+  private throttled(): Promise<void> {
+    const { sync, updates } = this.connection;
+    const endings = sync.endings(this.name);
+    const sent = updates.schedule(this.name).then(() => {
+      const reason = sync.endReason(this.name);
+      if (sync.endings(this.name) !== endings && reason) throw revokedError(this.name, reason);
+    });
+    // Like the synchroniser's promises: safe to fire and forget.
+    sent.catch(() => {});
+    return sent;
+  }
+
+  /** The server ended the channel since this handle took what it holds: it holds nothing any more. */
+  private catchUp(): void {
+    if (!this.holdsSubscription && !this.holdsEntry) return;
+    const { sync } = this.connection;
+    if (sync.endings(this.name) === this.heldAtEnding) return;
+    this.holdsSubscription = false;
+    this.holdsEntry = false;
+    this.revokedValue = sync.endReason(this.name);
+  }
+
+  /** Before `subscribe`/`enter`: a revoked channel is asked for again, from the current count of ends. */
+  private askAgain(): void {
+    this.catchUp();
+    this.revokedValue = null;
+    if (!this.holdsSubscription) this.heldAtEnding = this.connection.sync.endings(this.name);
   }
 
   private sameData(data: D): boolean {
@@ -131,6 +184,7 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
    * handle of the page has entered). The handle stays subscribed.
    */
   leave(): Promise<void> {
+    this.catchUp();
     if (!this.holdsEntry) return Promise.resolve();
     this.holdsEntry = false;
     return this.connection.sync.drop(this.name, ["entry"], 0);
@@ -182,6 +236,7 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
   }
 
   private dropReferences(delayMs: number): Promise<void> {
+    this.catchUp();
     const kinds: ChannelRefKind[] = [];
     if (this.holdsSubscription) kinds.push("subscription");
     if (this.holdsEntry) kinds.push("entry");
@@ -190,4 +245,9 @@ export class ChannelHandle<D extends MemberDataShape<D> = MemberData, M = Json> 
     if (kinds.length === 0) return Promise.resolve();
     return this.connection.sync.drop(this.name, kinds, delayMs);
   }
+}
+
+/** What a handle's operations reject with once the server took the channel away. */
+export function revokedError(channel: string, reason: UnsubscribedReason): PresenceError {
+  return new PresenceError(reason, `the server ended the subscription to ${channel} (${reason})`);
 }

@@ -10,13 +10,20 @@
  * its own, with an observer, for the real socket.
  */
 import { AwayTracker } from "./away.js";
-import { ChannelView } from "./channel-view.js";
+import { ChannelView, type UnsubscribedEvent } from "./channel-view.js";
 import { Emitter } from "./emitter.js";
 import { PresenceError, errorFromFrame } from "./errors.js";
 import type { CloseInfo, ConnectionState, Link } from "./link/link.js";
 import { Transport } from "./link/transport.js";
 import type { ResolvedOptions } from "./options.js";
-import type { ClientFrame, OkFrame, PresenceEntry, ServerFrame, WelcomeFrame } from "./protocol.js";
+import type {
+  ClientFrame,
+  OkFrame,
+  PresenceEntry,
+  ServerFrame,
+  UnsubscribedReason,
+  WelcomeFrame,
+} from "./protocol.js";
 import { RequestTracker } from "./requests.js";
 import { Timer } from "./runtime.js";
 import { SessionStore } from "./session-store.js";
@@ -32,6 +39,8 @@ export interface ConnectionEvents {
   kicked: CloseInfo;
   /** This connection's own status as asked for changed (`setStatus` or automatic away). */
   ownStatus: OwnStatus;
+  /** The server took a channel away (also a channel event): its subscription and membership ended. */
+  unsubscribed: UnsubscribedEvent;
 }
 
 /** Lets a `TabLeader` (`src/share/`) watch the connection it drives. */
@@ -267,6 +276,9 @@ export class Connection {
       case "presence":
         this.applyPresence(frame.users);
         break;
+      case "unsubscribed":
+        this.channelEnded(frame.channel, frame.reason);
+        break;
       default:
         break;
     }
@@ -288,6 +300,17 @@ export class Connection {
       any = true;
     }
     if (any) this.events.emit("presence", changed);
+  }
+
+  /** The server ended a channel this connection holds: the synchroniser forgets it, the view is cleared. */
+  private channelEnded(channel: unknown, reason: unknown): void {
+    if (typeof channel !== "string") return;
+    // `forbidden` is the only reason protocol 1 has; another one is passed on as it is.
+    const known = (typeof reason === "string" ? reason : "forbidden") as UnsubscribedReason;
+    const event: UnsubscribedEvent = { channel, reason: known };
+    if (!this.sync.end(channel, event.reason)) return;
+    this.peekView(channel)?.events.emit("unsubscribed", event);
+    this.events.emit("unsubscribed", event);
   }
 
   private dropView(channel: string): void {

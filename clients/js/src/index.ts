@@ -3,7 +3,7 @@
  */
 export { createClient, PresenceClient } from "./client.js";
 export { ChannelHandle, type SubscribeOptions } from "./channel.js";
-export type { ChannelEvents, LeaveEvent, MessageEvent } from "./channel-view.js";
+export type { ChannelEvents, LeaveEvent, MessageEvent, UnsubscribedEvent } from "./channel-view.js";
 export type { ConnectionEvents } from "./connection.js";
 export type { Listener, Off } from "./emitter.js";
 export { PresenceError } from "./errors.js";
@@ -21,6 +21,7 @@ export {
   type MemberDataShape,
   type Occupancy,
   type PresenceEntry,
+  type UnsubscribedReason,
   type UserStatus,
 } from "./protocol.js";
 export type {

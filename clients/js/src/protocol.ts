@@ -186,6 +186,20 @@ export interface PongFrame {
   t: "pong";
 }
 
+/** Why the server ended a subscription: `forbidden`, the connection may no longer see the channel. */
+export type UnsubscribedReason = "forbidden";
+
+/**
+ * The server ended this connection's subscription to the channel (and its
+ * membership): a `refresh` or `resume` with narrower rights, or changed
+ * channel rules after a restart. Nothing more of the channel follows.
+ */
+export interface UnsubscribedFrame {
+  t: "unsubscribed";
+  channel: string;
+  reason: UnsubscribedReason;
+}
+
 /** Frames that change a channel's member set and carry a `seq`. */
 export type MemberEventFrame = JoinFrame | UpdateFrame | LeaveFrame | DiffFrame;
 
@@ -198,7 +212,8 @@ export type ServerFrame =
   | OccupancyFrame
   | PresenceFrame
   | MessageFrame
-  | PongFrame;
+  | PongFrame
+  | UnsubscribedFrame;
 
 /** WebSocket close codes the server uses. */
 export const CloseCode = {

@@ -17,7 +17,7 @@ import {
   type ReactElement,
   type ReactNode,
 } from "react";
-import type { ChannelHandle } from "./channel.js";
+import { revokedError, type ChannelHandle } from "./channel.js";
 import type { MessageEvent } from "./channel-view.js";
 import type { PresenceError } from "./errors.js";
 import type { OwnStatus } from "./state-sync.js";
@@ -182,7 +182,9 @@ export function useConnectionState(): ConnectionState {
  * Members of a channel. With `data` the current user enters the channel with
  * that data (and updates it when `data` changes, compared by value);
  * without, it only subscribes. `D` types the members' data (an interface or
- * type alias of a JSON object).
+ * type alias of a JSON object). A channel the server takes away
+ * (`unsubscribed`) shows no members and is not entered again on new data
+ * until the hook mounts anew (another channel, client or key).
  */
 export function useChannelMembers<D extends MemberDataShape<D> = MemberData>(channel: string, data?: D): Member<D>[] {
   const client = usePresenceClient();
@@ -205,7 +207,8 @@ export function useChannelMembers<D extends MemberDataShape<D> = MemberData>(cha
   const dataKey = entering ? JSON.stringify(data) : undefined;
   useEffect(() => {
     // Same data as the server has sends nothing, so the first run is free.
-    if (dataRef.current !== undefined) void held.current?.enter(dataRef.current);
+    const handle = held.current;
+    if (handle && !handle.revoked && dataRef.current !== undefined) void handle.enter(dataRef.current);
   }, [dataKey]);
 
   return useChannelValue(client, channel, "members", (handle) => handle.members(), NO_MEMBERS) as Member<D>[];
@@ -264,7 +267,10 @@ export interface ChannelState<D extends MemberDataShape<D> = MemberData, M = Jso
    * The server's refusal of this hook's `subscribe`, `enter` or `update`
    * (say `forbidden`, `too_large`, `limit_exceeded`), null once one
    * succeeds. A missing connection is not an error here: see
-   * `useConnectionState`.
+   * `useConnectionState`. When the server takes the channel away
+   * (`unsubscribed`, see `ChannelHandle.revoked`) it is a `forbidden`
+   * error that stays, with no members, until the hook mounts anew: new
+   * `data` does not enter again, `update` rejects with it.
    */
   error: PresenceError | null;
   /** Replaces this user's data in the channel (the hook must have `data`); a refusal also sets `error`. */
@@ -311,6 +317,9 @@ export function useChannel<D extends MemberDataShape<D> = MemberData, M = Json>(
     setError(null);
     void report(handle, entering ? handle.enter(dataRef.current) : handle.subscribe({ occupancy }));
     if (entering && occupancy) void handle.subscribe({ occupancy });
+    handle.on("unsubscribed", ({ reason }) => {
+      if (held.current === handle) setError(revokedError(channel, reason));
+    });
     return () => {
       if (held.current === handle) held.current = null;
       handle.release();
@@ -320,7 +329,7 @@ export function useChannel<D extends MemberDataShape<D> = MemberData, M = Json>(
   const dataKey = entering ? JSON.stringify(data) : undefined;
   useEffect(() => {
     const handle = held.current;
-    if (handle && dataRef.current !== undefined) void report(handle, handle.enter(dataRef.current));
+    if (handle && !handle.revoked && dataRef.current !== undefined) void report(handle, handle.enter(dataRef.current));
   }, [dataKey, report]);
 
   const update = useCallback(
@@ -532,6 +541,8 @@ function useChannelValue<T>(
       if (!client) return noop;
       const handle = client.channel(channel);
       handle.on(event, onChange);
+      // A channel the server took away has no value any more.
+      handle.on("unsubscribed", onChange);
       return () => handle.release();
     },
     [client, channel, event],

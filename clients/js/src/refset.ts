@@ -9,7 +9,11 @@ import type { Clock, TimerHandle } from "./runtime.js";
 
 interface Entry {
   refs: number;
-  /** Bumped on every release to zero, so that an old linger timer cannot end a newer linger. */
+  /**
+   * Set anew (from one counter of the set) on every release to zero, so that
+   * an old linger timer cannot end a newer linger, even of a key forgotten
+   * and taken again meanwhile.
+   */
   generation: number;
   lingering: boolean;
 }
@@ -17,6 +21,7 @@ interface Entry {
 export class RefSet<K> {
   private readonly entries = new Map<K, Entry>();
   private readonly timers = new Set<TimerHandle>();
+  private generations = 0;
 
   /**
    * @param onInactive called with the keys whose linger ran out; keys released
@@ -79,13 +84,18 @@ export class RefSet<K> {
         this.entries.delete(key);
         removed.push(key);
       } else {
-        entry.generation += 1;
+        entry.generation = ++this.generations;
         entry.lingering = true;
         expiring.push([key, entry.generation]);
       }
     }
     if (expiring.length > 0) this.expireLater(expiring, delayMs);
     return removed;
+  }
+
+  /** Forgets these keys, whatever their references, without reporting anything. */
+  forget(keys: Iterable<K>): void {
+    for (const key of keys) this.entries.delete(key);
   }
 
   /** Forgets every key and cancels pending lingers without reporting anything. */

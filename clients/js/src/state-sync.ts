@@ -9,6 +9,11 @@
  * re-sends either those changes (`resumed: true`: the server restored the
  * rest) or everything (`resumed: false`).
  *
+ * When the server ends a channel itself (`unsubscribed`: the connection may
+ * no longer see it), every reference to the channel is forgotten, so that no
+ * reconnect or resume asks for it again; the application's next `subscribe`
+ * or `enter` does.
+ *
  * The promise of an operation resolves once the server confirmed it, possibly
  * on a later connection; it rejects with the server's error, or with
  * `unavailable` when no connection came in time (the wish is kept and applied
@@ -22,6 +27,7 @@ import {
   type ClientFrame,
   type MemberData,
   type OkFrame,
+  type UnsubscribedReason,
 } from "./protocol.js";
 import { RefSet } from "./refset.js";
 import { Timer, type Clock } from "./runtime.js";
@@ -82,6 +88,8 @@ export class StateSync {
   private statusDirty = false;
   private readonly inflight = new Map<Target, Promise<void>>();
   private readonly waiters = new Map<Target, Waiter[]>();
+  /** Channels the server ended (`unsubscribed`): how many times, and the last reason. */
+  private readonly ended = new Map<string, { count: number; reason: UnsubscribedReason }>();
   /** Set once the client has shut down: every operation fails with it. */
   private closedWith: PresenceError | null = null;
 
@@ -140,6 +148,35 @@ export class StateSync {
     const keys = kinds.map((kind) => channelKey(kind, channel));
     if (this.channelRefs.release(keys, delayMs).length > 0) return this.syncChannel(channel);
     return this.inflight.get(`channel:${channel}`) ?? done;
+  }
+
+  /**
+   * The server ended the channel's subscription and membership
+   * (`unsubscribed`): forgets every reference to it (the handles that held
+   * one find out through `endings`), its data and occupancy flag, and what
+   * was sent, so that nothing asks for it again until the application does.
+   * False for a channel not held (a late frame).
+   */
+  end(channel: string, reason: UnsubscribedReason): boolean {
+    if (!this.isSubscribed(channel)) return false;
+    this.channelRefs.forget([channelKey("subscription", channel), channelKey("entry", channel)]);
+    this.ended.set(channel, { count: this.endings(channel) + 1, reason });
+    // The server holds nothing of it any more; replies still due change nothing.
+    this.sent.delete(channel);
+    this.unacked.delete(channel);
+    this.dirtyChannels.delete(channel);
+    this.currentIntent(channel);
+    return true;
+  }
+
+  /** How many times the server has ended the channel (see `end`). */
+  endings(channel: string): number {
+    return this.ended.get(channel)?.count ?? 0;
+  }
+
+  /** The reason of the channel's last end, if it had one. */
+  endReason(channel: string): UnsubscribedReason | null {
+    return this.ended.get(channel)?.reason ?? null;
   }
 
   /** Brings the server in line with what is wanted for the channel. */
@@ -466,6 +503,10 @@ class Counter<K> {
     const count = (this.counts.get(key) ?? 0) - 1;
     if (count > 0) this.counts.set(key, count);
     else this.counts.delete(key);
+  }
+
+  delete(key: K): void {
+    this.counts.delete(key);
   }
 
   keys(): K[] {

@@ -10,6 +10,7 @@ import {
   useChannelMessages,
   useClient,
   useMyStatus,
+  useOccupancy,
   useOthers,
   usePublish,
   useSelf,
@@ -154,6 +155,48 @@ describe("React hooks", () => {
       await flush();
     });
     expect(getByTestId("room").textContent).toBe("ok 1");
+  });
+
+  it("a channel the server takes away shows no members, no occupancy and a forbidden error, and is not entered again", async () => {
+    function Room({ name }: { name: string }) {
+      const { error, members } = useChannel<RoomData>("room:1", { data: { name, cursor: null } });
+      const occupancy = useOccupancy("room:1");
+      return (
+        <p data-testid="room">
+          {error ? `error:${error.code}` : "ok"} {members.length} {occupancy ? occupancy.members : "-"}
+        </p>
+      );
+    }
+    const { getByTestId, rerender } = render(
+      <App>
+        <Room name="A" />
+      </App>,
+    );
+    welcome();
+    await act(async () => {
+      socket().okAll();
+      await flush();
+    });
+    sync([member("me", { name: "A" }), member("bob")]);
+    act(() => socket().receive({ t: "occupancy", channel: "room:1", members: 2, connections: 2 }));
+    expect(getByTestId("room").textContent).toBe("ok 2 2");
+
+    act(() => socket().receive({ t: "unsubscribed", channel: "room:1", reason: "forbidden" }));
+    expect(getByTestId("room").textContent).toBe("error:forbidden 0 -");
+    socket().sent.length = 0;
+    // New data does not enter again, nor does a reconnect.
+    rerender(
+      <App>
+        <Room name="B" />
+      </App>,
+    );
+    act(() => vi.advanceTimersByTime(1_000));
+    act(() => socket().serverClose(1006));
+    act(() => vi.advanceTimersByTime(1_000));
+    expect(sockets).toHaveLength(2);
+    welcome();
+    expect(socket().summary()).toEqual([]);
+    expect(getByTestId("room").textContent).toBe("error:forbidden 0 -");
   });
 
   it("useOthers with a selector renders again only when the selected value changes", () => {

@@ -10,6 +10,8 @@ import {
   type Member,
   type MemberData,
   type MessageEvent,
+  type UnsubscribedEvent,
+  type UnsubscribedReason,
 } from "../src/index.js";
 import { useChannel, useChannelMembers, useChannelMessages, useOthers, usePublish, useSelf } from "../src/react.js";
 
@@ -45,6 +47,12 @@ function typeOnly(): void {
   room.on("members", (members) => expectTypeOf(members).toEqualTypeOf<Member<RoomData>[]>());
   room.on("join", (member) => expectTypeOf(member.data).toEqualTypeOf<RoomData>());
   room.on("leave", (event) => expectTypeOf(event).toEqualTypeOf<LeaveEvent<RoomData>>());
+  room.on("unsubscribed", (event) => expectTypeOf(event).toEqualTypeOf<UnsubscribedEvent>());
+  client.on("unsubscribed", ({ channel, reason }) => {
+    expectTypeOf(channel).toEqualTypeOf<string>();
+    expectTypeOf(reason).toEqualTypeOf<UnsubscribedReason>();
+  });
+  expectTypeOf(room.revoked).toEqualTypeOf<"forbidden" | null>();
 
   // Messages typed too.
   const chat = client.channel<RoomData, { text: string }>("room:1");

@@ -17,6 +17,9 @@ export class ChannelHandle {
         this.name = name;
         this.holdsSubscription = false;
         this.holdsEntry = false;
+        /** The synchroniser's count of the channel's ends when this handle took what it holds. */
+        this.heldAtEnding = 0;
+        this.revokedValue = null;
         this.offs = new Set();
     }
     get connection() {
@@ -24,11 +27,23 @@ export class ChannelHandle {
     }
     /** Whether this handle holds a subscription (directly or through `enter`). */
     get subscribed() {
+        this.catchUp();
         return this.holdsSubscription;
     }
     /** Whether this handle has entered the channel. */
     get entered() {
+        this.catchUp();
         return this.holdsEntry;
+    }
+    /**
+     * Why the server took the channel away while this handle held it
+     * (`forbidden`: a token refresh or resume with narrower rights, say): its
+     * subscription and entry ended, and no reconnect asks for them again.
+     * Null otherwise; `subscribe()` or `enter()` asks again and clears it.
+     */
+    get revoked() {
+        this.catchUp();
+        return this.revokedValue;
     }
     /** Receive the channel's members (and occupancy when asked). Resolves once the server confirmed. */
     subscribe(options = {}) {
@@ -36,6 +51,7 @@ export class ChannelHandle {
             return releasedClient();
         const { sync } = this.connection;
         const occupancy = options.occupancy === true;
+        this.askAgain();
         if (!this.holdsSubscription) {
             this.holdsSubscription = true;
             this.owner.track(this);
@@ -54,6 +70,7 @@ export class ChannelHandle {
         if (this.owner.released)
             return releasedClient();
         const { sync } = this.connection;
+        this.askAgain();
         // New data for a channel already entered is an update, throttled as `update` is.
         const updating = data !== undefined && sync.isEntered(this.name) && this.holdsEntry && !this.sameData(data);
         if (!this.holdsSubscription) {
@@ -67,7 +84,7 @@ export class ChannelHandle {
         this.owner.track(this);
         if (data !== undefined)
             sync.setData(this.name, data);
-        return updating ? this.connection.updates.schedule(this.name) : sync.syncChannel(this.name);
+        return updating ? this.throttled() : sync.syncChannel(this.name);
     }
     /**
      * Replaces this user's member data. The channel must have been entered (by
@@ -79,12 +96,44 @@ export class ChannelHandle {
     update(data) {
         const { sync } = this.connection;
         if (!sync.isEntered(this.name)) {
-            return Promise.reject(new PresenceError("not_member", `not entered in ${this.name}`));
+            const revoked = this.revoked;
+            return Promise.reject(revoked ? revokedError(this.name, revoked) : new PresenceError("not_member", `not entered in ${this.name}`));
         }
         // The same data again sends nothing: no need to wait for the throttle.
         const same = this.sameData(data);
         sync.setData(this.name, data);
-        return same ? sync.syncChannel(this.name) : this.connection.updates.schedule(this.name);
+        return same ? sync.syncChannel(this.name) : this.throttled();
+    }
+    /** The channel's latest data through the update throttle; rejects if the server took the channel away meanwhile. */
+    throttled() {
+        const { sync, updates } = this.connection;
+        const endings = sync.endings(this.name);
+        const sent = updates.schedule(this.name).then(() => {
+            const reason = sync.endReason(this.name);
+            if (sync.endings(this.name) !== endings && reason)
+                throw revokedError(this.name, reason);
+        });
+        // Like the synchroniser's promises: safe to fire and forget.
+        sent.catch(() => { });
+        return sent;
+    }
+    /** The server ended the channel since this handle took what it holds: it holds nothing any more. */
+    catchUp() {
+        if (!this.holdsSubscription && !this.holdsEntry)
+            return;
+        const { sync } = this.connection;
+        if (sync.endings(this.name) === this.heldAtEnding)
+            return;
+        this.holdsSubscription = false;
+        this.holdsEntry = false;
+        this.revokedValue = sync.endReason(this.name);
+    }
+    /** Before `subscribe`/`enter`: a revoked channel is asked for again, from the current count of ends. */
+    askAgain() {
+        this.catchUp();
+        this.revokedValue = null;
+        if (!this.holdsSubscription)
+            this.heldAtEnding = this.connection.sync.endings(this.name);
     }
     sameData(data) {
         return this.connection.sync.hasData(this.name, data);
@@ -94,6 +143,7 @@ export class ChannelHandle {
      * handle of the page has entered). The handle stays subscribed.
      */
     leave() {
+        this.catchUp();
         if (!this.holdsEntry)
             return Promise.resolve();
         this.holdsEntry = false;
@@ -142,6 +192,7 @@ export class ChannelHandle {
         this.owner.untrack(this);
     }
     dropReferences(delayMs) {
+        this.catchUp();
         const kinds = [];
         if (this.holdsSubscription)
             kinds.push("subscription");
@@ -153,4 +204,8 @@ export class ChannelHandle {
             return Promise.resolve();
         return this.connection.sync.drop(this.name, kinds, delayMs);
     }
+}
+/** What a handle's operations reject with once the server took the channel away. */
+export function revokedError(channel, reason) {
+    return new PresenceError(reason, `the server ended the subscription to ${channel} (${reason})`);
 }

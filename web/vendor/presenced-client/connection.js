@@ -204,6 +204,9 @@ export class Connection {
             case "presence":
                 this.applyPresence(frame.users);
                 break;
+            case "unsubscribed":
+                this.channelEnded(frame.channel, frame.reason);
+                break;
             default:
                 break;
         }
@@ -225,6 +228,18 @@ export class Connection {
         }
         if (any)
             this.events.emit("presence", changed);
+    }
+    /** The server ended a channel this connection holds: the synchroniser forgets it, the view is cleared. */
+    channelEnded(channel, reason) {
+        if (typeof channel !== "string")
+            return;
+        // `forbidden` is the only reason protocol 1 has; another one is passed on as it is.
+        const known = (typeof reason === "string" ? reason : "forbidden");
+        const event = { channel, reason: known };
+        if (!this.sync.end(channel, event.reason))
+            return;
+        this.peekView(channel)?.events.emit("unsubscribed", event);
+        this.events.emit("unsubscribed", event);
     }
     dropView(channel) {
         this.views.get(channel)?.reset();

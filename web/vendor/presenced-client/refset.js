@@ -8,6 +8,7 @@ export class RefSet {
         this.onInactive = onInactive;
         this.entries = new Map();
         this.timers = new Set();
+        this.generations = 0;
     }
     has(key) {
         return this.entries.has(key);
@@ -60,7 +61,7 @@ export class RefSet {
                 removed.push(key);
             }
             else {
-                entry.generation += 1;
+                entry.generation = ++this.generations;
                 entry.lingering = true;
                 expiring.push([key, entry.generation]);
             }
@@ -68,6 +69,11 @@ export class RefSet {
         if (expiring.length > 0)
             this.expireLater(expiring, delayMs);
         return removed;
+    }
+    /** Forgets these keys, whatever their references, without reporting anything. */
+    forget(keys) {
+        for (const key of keys)
+            this.entries.delete(key);
     }
     /** Forgets every key and cancels pending lingers without reporting anything. */
     clear() {

@@ -9,6 +9,11 @@
  * re-sends either those changes (`resumed: true`: the server restored the
  * rest) or everything (`resumed: false`).
  *
+ * When the server ends a channel itself (`unsubscribed`: the connection may
+ * no longer see it), every reference to the channel is forgotten, so that no
+ * reconnect or resume asks for it again; the application's next `subscribe`
+ * or `enter` does.
+ *
  * The promise of an operation resolves once the server confirmed it, possibly
  * on a later connection; it rejects with the server's error, or with
  * `unavailable` when no connection came in time (the wish is kept and applied
@@ -45,6 +50,8 @@ export class StateSync {
         this.statusDirty = false;
         this.inflight = new Map();
         this.waiters = new Map();
+        /** Channels the server ended (`unsubscribed`): how many times, and the last reason. */
+        this.ended = new Map();
         /** Set once the client has shut down: every operation fails with it. */
         this.closedWith = null;
         const { clock } = options;
@@ -92,6 +99,33 @@ export class StateSync {
         if (this.channelRefs.release(keys, delayMs).length > 0)
             return this.syncChannel(channel);
         return this.inflight.get(`channel:${channel}`) ?? done;
+    }
+    /**
+     * The server ended the channel's subscription and membership
+     * (`unsubscribed`): forgets every reference to it (the handles that held
+     * one find out through `endings`), its data and occupancy flag, and what
+     * was sent, so that nothing asks for it again until the application does.
+     * False for a channel not held (a late frame).
+     */
+    end(channel, reason) {
+        if (!this.isSubscribed(channel))
+            return false;
+        this.channelRefs.forget([channelKey("subscription", channel), channelKey("entry", channel)]);
+        this.ended.set(channel, { count: this.endings(channel) + 1, reason });
+        // The server holds nothing of it any more; replies still due change nothing.
+        this.sent.delete(channel);
+        this.unacked.delete(channel);
+        this.dirtyChannels.delete(channel);
+        this.currentIntent(channel);
+        return true;
+    }
+    /** How many times the server has ended the channel (see `end`). */
+    endings(channel) {
+        return this.ended.get(channel)?.count ?? 0;
+    }
+    /** The reason of the channel's last end, if it had one. */
+    endReason(channel) {
+        return this.ended.get(channel)?.reason ?? null;
     }
     /** Brings the server in line with what is wanted for the channel. */
     syncChannel(channel) {
@@ -400,6 +434,9 @@ class Counter {
             this.counts.set(key, count);
         else
             this.counts.delete(key);
+    }
+    delete(key) {
+        this.counts.delete(key);
     }
     keys() {
         return [...this.counts.keys()];

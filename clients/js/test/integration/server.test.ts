@@ -31,9 +31,10 @@ if (!url) {
   console.info("integration tests skipped: set PRESENCED_URL (and PRESENCED_JWT_SECRET or PRESENCED_TOKEN) to run them");
 }
 
-function mint(user: string): string {
+function mint(user: string, claims: object = {}): string {
   const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub: user, exp: Math.floor(Date.now() / 1000) + 600 })}`;
+  const payload = { sub: user, exp: Math.floor(Date.now() / 1000) + 600, ...claims };
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(payload)}`;
   return `${body}.${createHmac("sha256", secret!).update(body).digest("base64url")}`;
 }
 
@@ -42,14 +43,22 @@ const clients: PresenceClient[] = [];
 const sockets: WebSocket[] = [];
 /** Every `welcome` received, newest last. */
 const welcomes: Array<{ resumed: boolean; conn: string }> = [];
+/** The frames each socket sent. */
+const sentBy = new WeakMap<WebSocket, Array<{ t: string; channel?: string }>>();
 class TrackedWebSocket extends WebSocket {
   constructor(address: string) {
     super(address);
     sockets.push(this);
+    sentBy.set(this, []);
     this.on("message", (data) => {
       const frame = JSON.parse(String(data)) as { t: string; resumed: boolean; conn: string };
       if (frame.t === "welcome") welcomes.push(frame);
     });
+  }
+
+  override send(data: string): void {
+    sentBy.get(this)!.push(JSON.parse(data) as { t: string; channel?: string });
+    super.send(data);
   }
 }
 const lastWelcome = () => welcomes[welcomes.length - 1]!;
@@ -222,6 +231,83 @@ describe.skipIf(!url || !secret)("integration: two users", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(leaves).toEqual([]);
     expect(view.members()).toHaveLength(1);
+  });
+});
+
+describe.skipIf(!url || !secret)("integration: rights rechecked", () => {
+  /** Alice, whose token allows `secret:*` and `public:*` until `narrow()`, then only `public:*`. */
+  function alice(life: number) {
+    const id = `alice-${randomUUID()}`;
+    let narrowed = false;
+    const token = (): string => {
+      const now = Math.floor(Date.now() / 1000);
+      const channels = narrowed ? ["public:*"] : ["secret:*", "public:*"];
+      return mint(id, { iat: now, exp: now + life, channels });
+    };
+    const page = uniqueUrl();
+    const client = connect(token(), { token, url: page });
+    /** Alice's current socket. */
+    const socket = (): WebSocket => sockets.filter((ws) => ws.url === page).pop()!;
+    return { id, client, socket, narrow: () => void (narrowed = true) };
+  }
+
+  /** Alice in a secret channel and a public one, seen by an observer. */
+  async function inTwoChannels(a: ReturnType<typeof alice>) {
+    const secretChannel = `secret:${randomUUID()}`;
+    const publicChannel = `public:${randomUUID()}`;
+    const observer = connect(mint(`obs-${randomUUID()}`)).channel(secretChannel);
+    const leaves: LeaveEvent[] = [];
+    observer.on("leave", (event) => leaves.push(event));
+    await observer.subscribe();
+    const room = a.client.channel(secretChannel);
+    await room.enter({ name: "Alice" });
+    const open = a.client.channel(publicChannel);
+    await open.subscribe();
+    await until(() => (observer.members().length === 1 ? true : undefined), "alice's join");
+    const ended: Array<{ channel: string; reason: string }> = [];
+    a.client.on("unsubscribed", (event) => ended.push(event));
+    return { secretChannel, observer, leaves, room, open, ended };
+  }
+
+  it("a refresh whose token no longer allows a channel ends it, and the resume after a drop does not ask for it", async () => {
+    // The client refreshes a token living 10 s after 5 s.
+    const a = alice(10);
+    const t = await inTwoChannels(a);
+    a.narrow();
+    await until(() => (t.ended.length > 0 ? true : undefined), "the refresh's unsubscribed", 10_000);
+    expect(t.ended).toEqual([{ channel: t.secretChannel, reason: "forbidden" }]);
+    expect(t.room.revoked).toBe("forbidden");
+    expect(t.room.members()).toEqual([]);
+    await until(() => (t.leaves.length > 0 ? true : undefined), "alice's leave");
+    expect(t.leaves).toMatchObject([{ user: a.id, reason: "left" }]);
+
+    const dropped = a.socket();
+    const states: ConnectionState[] = [];
+    a.client.on("state", (state) => states.push(state));
+    dropped.terminate();
+    await until(() => (states.includes("connected") ? true : undefined), "alice's reconnect");
+    expect(a.socket()).not.toBe(dropped);
+    expect(lastWelcome()).toMatchObject({ resumed: true });
+    // A request's reply: whatever the reconnect sent went out before it.
+    await t.open.publish({ hello: true });
+    const sent = sentBy.get(a.socket())!;
+    expect(sent.map((frame) => frame.t)).toEqual(["hello", "publish"]);
+    expect([t.open.subscribed, t.room.subscribed, t.room.entered]).toEqual([true, false, false]);
+  }, 20_000);
+
+  it("a resume with a narrower token ends the channel right after the welcome; the others stay", async () => {
+    const a = alice(600);
+    const t = await inTwoChannels(a);
+    a.narrow();
+    a.socket().terminate();
+    await until(() => (t.ended.length > 0 ? true : undefined), "the resume's unsubscribed");
+    expect(lastWelcome()).toMatchObject({ resumed: true });
+    expect(t.ended).toEqual([{ channel: t.secretChannel, reason: "forbidden" }]);
+    expect(t.room.members()).toEqual([]);
+    await until(() => (t.leaves.length > 0 ? true : undefined), "alice's leave");
+    expect(t.leaves).toMatchObject([{ user: a.id, reason: "left" }]);
+    expect([t.open.subscribed, t.open.revoked, t.room.revoked]).toEqual([true, null, "forbidden"]);
+    await t.open.publish({ still: "here" });
   });
 });
 

@@ -1,8 +1,8 @@
 //! A token's header and claims: [`parse_header`] reads the header before
 //! any key is chosen, [`decode_claims`] checks the signature with the chosen
 //! key and turns the payload into [`Claims`], with JWT numeric dates read as
-//! RFC 7519 says and the operator's [`ClaimRules`] (leeway, audience,
-//! issuer, required `exp`) applied.
+//! RFC 7519 says and the operator's [`ClaimRules`] (leeway on `nbf`,
+//! audience, issuer, required `exp`) applied.
 
 use std::str::FromStr;
 
@@ -20,8 +20,8 @@ pub(super) fn decode_claims(
     alg: Algorithm,
     rules: &ClaimRules,
 ) -> Result<Claims, AuthError> {
-    // jsonwebtoken checks the signature; every claim is checked below, with
-    // a leeway in milliseconds and the operator's rules.
+    // jsonwebtoken checks the signature; every claim is checked below, in
+    // milliseconds and with the operator's rules.
     let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["sub"]);
     validation.leeway = 0;
@@ -107,8 +107,10 @@ fn claims_from(
     if sub.chars().any(char::is_control) {
         return Err(AuthError::SubjectInvalid);
     }
-    // RFC 7519 §4.1.5 and §4.1.4, with the leeway for clocks a few seconds
-    // apart: accepted from `nbf` − leeway, refused from `exp` + leeway.
+    // RFC 7519 §4.1.5 and §4.1.4. `nbf` has the leeway for clocks a few
+    // seconds apart (a token minted by a machine slightly ahead is accepted
+    // from `nbf` − leeway); `exp` is exact: refused from `exp` on, as a live
+    // connection is closed 4401 at `exp` (PROTOCOL.md §6).
     match payload.remove("nbf") {
         None | Some(Value::Null) => {}
         Some(v) => {
@@ -124,7 +126,7 @@ fn claims_from(
     };
     match exp {
         None if rules.require_exp => return Err(AuthError::MissingExpiry),
-        Some(exp) if exp.saturating_mul(1000).saturating_add(rules.leeway_ms) <= now => {
+        Some(exp) if exp.saturating_mul(1000) <= now => {
             return Err(AuthError::Expired);
         }
         _ => {}

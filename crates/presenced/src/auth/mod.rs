@@ -17,7 +17,7 @@
 //! The module holds:
 //!
 //! - this file: [`TokenVerifier`], [`Claims`], [`ClaimRules`] (what the
-//!   operator requires of claims: leeway, audience, issuer, `exp`) and
+//!   operator requires of claims: `nbf` leeway, audience, issuer, `exp`) and
 //!   [`AuthError`], the one way in (every caller verifies through
 //!   [`TokenVerifier::verify`]);
 //! - `claims.rs`: reading a token's header, checking its claims, numeric
@@ -58,7 +58,7 @@ pub const MAX_USER_ID_BYTES: usize = 200;
 /// the operator's `jwt_*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRules {
-    /// Clock skew allowed on `nbf` and `exp`, in milliseconds.
+    /// Clock skew allowed on `nbf`, in milliseconds (`exp` is exact).
     pub leeway_ms: u64,
     /// When set, `aud` must be this (or an array holding it).
     pub audience: Option<String>,
@@ -221,12 +221,10 @@ impl TokenVerifier {
     }
 
     /// When a connection whose token has `exp` (unix seconds) is closed
-    /// 4401, in unix milliseconds: `exp` plus the leeway; never for `None`.
+    /// 4401, in unix milliseconds: at `exp` itself, with no leeway (the
+    /// leeway is for `nbf` only); never for `None`.
     pub fn expiry_ms(&self, exp: Option<u64>) -> Option<u64> {
-        exp.map(|exp| {
-            exp.saturating_mul(1000)
-                .saturating_add(self.rules.leeway_ms)
-        })
+        exp.map(|exp| exp.saturating_mul(1000))
     }
 
     /// The verifier for a server's settings; reads the public key or JWKS

@@ -127,9 +127,9 @@ macro_rules! number_settings {
 }
 number_settings!(u32, u64, usize);
 
-/// Default of `jwt_leeway_ms`: how far a token's `nbf` may be in the future,
-/// and its `exp` in the past, and the token still be accepted (clocks a few
-/// seconds apart).
+/// Default of `jwt_leeway_ms`: how far a token's `nbf` may be in the future
+/// and the token still be accepted (clocks a few seconds apart). `exp` has
+/// no leeway: a token is refused, and a connection closed 4401, at `exp`.
 pub const DEFAULT_JWT_LEEWAY_MS: u64 = 5_000;
 
 /// Milliseconds of leeway, where 0 means something (none), unlike the other
@@ -226,7 +226,7 @@ settings! {
         )]
         pub jwt_jwks: Option<JwksSource>,
 
-        /// Clock skew allowed on a token's `nbf` and `exp` (0 for none) [default: 5000]
+        /// Clock skew allowed on a token's `nbf` (0 for none; `exp` is exact) [default: 5000]
         #[arg(long, env = "PRESENCED_JWT_LEEWAY_MS", value_name = "MS")]
         pub jwt_leeway_ms: Option<LeewayMs> = LeewayMs(DEFAULT_JWT_LEEWAY_MS),
 

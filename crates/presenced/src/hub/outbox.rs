@@ -85,8 +85,8 @@ impl Outbox {
             });
     }
 
-    /// Sets when the connection's token expires (unix milliseconds, the
-    /// leeway included), or never.
+    /// Sets when the connection's token expires (unix milliseconds, its
+    /// `exp`), or never.
     pub fn set_expiry(&self, expires_ms: Option<u64>) {
         let ms = expires_ms.map_or(0, |ms| ms.max(1));
         self.expires_ms.store(ms, Ordering::Relaxed);

@@ -15,7 +15,9 @@
  * produced; server frames go to the tabs they concern (member frames and
  * messages to the channel's subscribers, occupancy to those that asked,
  * presence filtered to each tab's watches). A tab subscribing to a channel
- * the leader already has gets a snapshot made from the leader's view.
+ * the leader already has gets a snapshot made from the leader's view. A
+ * channel the server takes away (`unsubscribed`) ends for every tab that had
+ * it.
  *
  * When the real connection drops, every virtual one does (`lost`), and comes
  * back with it (`welcome` with `resumed: true`: the leader restored the union).
@@ -264,6 +266,14 @@ export class TabLeader {
             case "occupancy":
                 this.sendFrame(this.subscribers(frame.channel, true), frame);
                 break;
+            case "unsubscribed": {
+                // The real connection has forgotten the channel, every tab's share in it included.
+                const to = this.subscribers(frame.channel, false);
+                for (const tab of [...this.tabs.values(), ...this.ghosts])
+                    tab.channels.delete(frame.channel);
+                this.sendFrame(to, frame);
+                break;
+            }
             case "presence":
                 for (const tab of this.tabs.values()) {
                     if (tab.conn !== null)
