@@ -13,6 +13,8 @@
 //! - [`View`] (`view.rs`) applies `sync`/`join`/`update`/`leave`/`diff`
 //!   frames to a member map and checks that `seq` has no gaps; beside it, the
 //!   predicates on frames ([`is_join`], [`syncs`], …).
+//! - [`Proxy`] (`proxy.rs`) is a TCP proxy that passes, holds (a blackhole)
+//!   or resets, standing in for the network between a server and Redis.
 //! - `tokens.rs` signs tokens with any HMAC algorithm, or none.
 //! - `timing.rs`: the default wait ([`WAIT`]), polling ([`wait_for`]), the
 //!   lock that serialises the heavy tests.
@@ -24,6 +26,7 @@
 
 mod client;
 mod drone;
+mod proxy;
 mod raw;
 mod server;
 mod timing;
@@ -32,6 +35,7 @@ mod view;
 
 pub use client::{Client, Ws};
 pub use drone::{Drone, connect_drones, enter_drones};
+pub use proxy::{Link, Proxy};
 pub use raw::{RawServer, spawn_raw};
 pub use server::{Opts, RULES_TOML, Server};
 pub use timing::{WAIT, heavy_lock, now_secs, wait_for};
