@@ -212,7 +212,14 @@ mod tests {
         }
         let c = keys.channel("room:1");
         let tag = keys.channel_tag("room:1");
-        for key in [&c.members, &c.sessions, &c.seq, &c.events, &c.publish, &c.replay(1, 2)] {
+        for key in [
+            &c.members,
+            &c.sessions,
+            &c.seq,
+            &c.events,
+            &c.publish,
+            &c.replay(1, 2),
+        ] {
             assert_eq!(format!("{{{}}}", tag_of(key)), tag, "{key}");
         }
         let n = keys.nodes();
@@ -235,7 +242,11 @@ mod tests {
     #[test]
     fn a_prefix_that_would_break_the_tags_is_refused() {
         for bad in ["", "a{b", "a}b", "a b", &"x".repeat(65)] {
-            assert_eq!(Keys::new(bad, 1).unwrap_err(), LayoutError::Prefix, "{bad:?}");
+            assert_eq!(
+                Keys::new(bad, 1).unwrap_err(),
+                LayoutError::Prefix,
+                "{bad:?}"
+            );
         }
         assert_eq!(Keys::new("p", 0).unwrap_err(), LayoutError::Partitions);
         assert_eq!(Keys::new("p", 16_385).unwrap_err(), LayoutError::Partitions);

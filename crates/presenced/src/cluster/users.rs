@@ -14,7 +14,9 @@ pub enum UserChange {
     Online,
     Away,
     /// The last session is gone; `last_seen` is when it was last live.
-    Offline { last_seen: u64 },
+    Offline {
+        last_seen: u64,
+    },
 }
 
 /// Whether the session was there for the transition.
@@ -153,7 +155,11 @@ impl RedisPresence {
         user: &str,
         session: &str,
     ) -> Result<UserOutcome, ClusterError> {
-        outcome(&self.user_write(&SESSION_ADDED, op, user, session, &[]).await?)
+        outcome(
+            &self
+                .user_write(&SESSION_ADDED, op, user, session, &[])
+                .await?,
+        )
     }
 
     /// The session's socket went away: its grace window starts.
@@ -163,7 +169,11 @@ impl RedisPresence {
         user: &str,
         session: &str,
     ) -> Result<UserOutcome, ClusterError> {
-        outcome(&self.user_write(&SESSION_DROPPED, op, user, session, &[]).await?)
+        outcome(
+            &self
+                .user_write(&SESSION_DROPPED, op, user, session, &[])
+                .await?,
+        )
     }
 
     /// The session got a socket again, here: it moves to this node if it
@@ -174,7 +184,9 @@ impl RedisPresence {
         user: &str,
         session: &str,
     ) -> Result<Resumed, ClusterError> {
-        let r = self.user_write(&SESSION_BACK, op, user, session, &[]).await?;
+        let r = self
+            .user_write(&SESSION_BACK, op, user, session, &[])
+            .await?;
         Ok(Resumed {
             outcome: outcome(&r)?,
             was_live: r.flag(7)?,

@@ -18,7 +18,8 @@
 //!   lock that serialises the heavy tests.
 //!
 //! Test files use it with `mod common; use common::*;`. The webhook receiver
-//! is separate (`webhook_receiver.rs`, included by the files that need it).
+//! is separate (`webhook_receiver.rs`, included by the files that need it),
+//! and so is the Redis server of the cluster tests (`redis.rs`).
 //! Not every test file uses every helper, nor every re-export below.
 #![allow(dead_code, unused_imports)]
 
