@@ -265,3 +265,34 @@ async fn a_redis_cluster_refuses_a_script_across_slots() {
         assert_eq!(slot(key), channel_slot, "{key}");
     }
 }
+
+on_both!(a_stalled_redis_times_out_and_the_retry_lands_once);
+async fn a_stalled_redis_times_out_and_the_retry_lands_once(redis: RedisServer) {
+    let mut o = options(&redis, "a");
+    o.timeout = Duration::from_millis(300);
+    o.lease_ms = 60_000;
+    let a = RedisPresence::connect(&o).await.unwrap();
+    a.register().await.unwrap();
+
+    redis.signal("STOP");
+    let op = a.op();
+    let started = std::time::Instant::now();
+    let stalled = a.session_added(op, "alice", "s1").await;
+    let waited = started.elapsed();
+    redis.signal("CONT");
+    let err = stalled.unwrap_err();
+    assert!(matches!(err, ClusterError::Timeout), "{err:?}");
+    assert!(err.outcome_unknown());
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+    // The write was sent: Redis runs it once it wakes. The retry gets its
+    // reply and changes nothing more.
+    let retried = a.session_added(op, "alice", "s1").await.unwrap();
+    assert_eq!(retried.result, presenced::cluster::SessionResult::Applied);
+    assert_eq!(retried.change, Some(presenced::cluster::UserChange::Online));
+    let events: usize = redis::cmd("XLEN")
+        .arg(&a.keys().user("alice").events)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(events, 1);
+}

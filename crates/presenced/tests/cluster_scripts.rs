@@ -443,3 +443,55 @@ async fn member_transitions_mirror_the_engine(redis: RedisServer) {
     assert_eq!(published[8]["reason"], "kicked");
     assert_eq!(published[8]["members"], 0);
 }
+
+/// How many times Redis has run a command (`INFO commandstats`).
+fn calls(c: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+on_both!(every_transition_is_one_round_trip);
+async fn every_transition_is_one_round_trip(redis: RedisServer) {
+    let a = node(&redis, "a").await;
+    let mut c = redis.conn();
+    let counts =
+        |c: &mut redis::Connection| ["evalsha", "eval", "script|load"].map(|cmd| calls(c, cmd));
+    let before = counts(&mut c);
+    let (user, ch, none) = ("alice", "room:1", Map::new());
+    a.session_added(a.op(), user, "s1").await.unwrap();
+    a.session_status(a.op(), user, "s1", true).await.unwrap();
+    a.session_dropped(a.op(), user, "s1").await.unwrap();
+    a.session_back(a.op(), user, "s1").await.unwrap();
+    a.member_enter(a.op(), ch, user, "s1", None, &none, None)
+        .await
+        .unwrap();
+    a.member_update(a.op(), ch, "s1", &map(json!({"n": 1})))
+        .await
+        .unwrap();
+    a.member_leave(a.op(), ch, "s1", Reason::Left)
+        .await
+        .unwrap();
+    a.session_gone(a.op(), user, "s1", Reason::Logout, true)
+        .await
+        .unwrap();
+    a.renew().await.unwrap();
+    let after = counts(&mut c);
+    assert_eq!(
+        [
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ],
+        [9, 0, 0],
+        "one EVALSHA per transition and renewal, nothing else"
+    );
+
+    // A Redis that lost the scripts gets them again.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let again = a.session_added(a.op(), user, "s2").await.unwrap();
+    assert_eq!(again.change, Some(UserChange::Online));
+    assert_eq!(calls(&mut c, "script|load"), after[2] + 1);
+}

@@ -14,9 +14,10 @@
 //!
 //! # Transitions
 //!
-//! Each is one script run with `EVALSHA` (one round trip; two the first
-//! time a Redis has not seen the script, which the client then loads), and
-//! each mirrors `SharedPresence` exactly:
+//! Each is one script run with `EVALSHA`: one round trip. `connect` loads
+//! every script; a Redis that has lost them since (a restart, `SCRIPT
+//! FLUSH`) answers `NOSCRIPT` once, and the client loads the script and
+//! runs it again. Each mirrors `SharedPresence` exactly:
 //!
 //! | method | script | as `SharedPresence::` |
 //! | --- | --- | --- |
@@ -51,7 +52,8 @@
 //!
 //! # Retries
 //!
-//! A timeout means "outcome unknown": the caller retries with the same
+//! A timeout or a lost connection means "outcome unknown"
+//! ([`ClusterError::outcome_unknown`]): the caller retries with the same
 //! [`OpId`]. Each write keeps its reply under its node's token and op id
 //! for 120 s (`{…}:r:<token>:<op>`), and a retry gets that reply back
 //! without changing anything again, announcing nothing again. Later, or
@@ -204,6 +206,18 @@ pub enum ClusterError {
     Layout(#[from] LayoutError),
 }
 
+impl ClusterError {
+    /// Whether the write may have happened: no answer in time, or the
+    /// connection went while waiting for it. Retry with the same [`OpId`].
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClusterError::Timeout => true,
+            ClusterError::Redis(e) => e.is_io_error() || e.is_connection_dropped(),
+            _ => false,
+        }
+    }
+}
+
 impl From<RedisError> for ClusterError {
     fn from(e: RedisError) -> Self {
         match e.code() {
@@ -254,7 +268,7 @@ impl RedisPresence {
         )
         .await
         .map_err(|_| ClusterError::Timeout)??;
-        Ok(RedisPresence {
+        let presence = RedisPresence {
             conn,
             keys,
             node_id: opts.node_id.clone(),
@@ -262,7 +276,14 @@ impl RedisPresence {
             timeout: opts.timeout,
             lease: Mutex::new(None),
             next_op: AtomicU64::new(1),
-        })
+        };
+        for script in scripts::all() {
+            let mut conn = presence.conn.clone();
+            tokio::time::timeout(presence.timeout, script.load_async(&mut conn))
+                .await
+                .map_err(|_| ClusterError::Timeout)??;
+        }
+        Ok(presence)
     }
 
     /// The key layout in use.

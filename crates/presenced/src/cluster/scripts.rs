@@ -38,6 +38,22 @@ pub(super) static REGISTER_NODE: LazyLock<Script> =
 pub(super) static RENEW_NODE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/renew_node.lua")));
 
+/// Every script, for loading them all at once.
+pub(super) fn all() -> [&'static Script; 10] {
+    [
+        &SESSION_ADDED,
+        &SESSION_DROPPED,
+        &SESSION_BACK,
+        &SESSION_STATUS,
+        &SESSION_GONE,
+        &MEMBER_ENTER,
+        &MEMBER_UPDATE,
+        &MEMBER_LEAVE,
+        &REGISTER_NODE,
+        &RENEW_NODE,
+    ]
+}
+
 /// A script's reply: a flat array of strings and integers.
 #[derive(Debug)]
 pub(super) struct Reply(Vec<Value>);

@@ -117,6 +117,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends the process a signal (`STOP`, `CONT`): a stalled Redis.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -131,6 +142,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A stopped process dies of SIGKILL all the same.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
