@@ -69,19 +69,26 @@
 //! (`renew_node.lua`); a lease that has lapsed is never renewed, nor is a
 //! token that the node id has replaced by registering again: the node must
 //! register afresh. Every write carries the token and the lease deadline
-//! that the last renewal returned, and refuses (`FENCED`, [`ClusterError::Fenced`])
-//! once Redis's clock has passed that deadline: a node paused past its
-//! lease has every late write refused, atomically with the write. The
-//! registry is one slot, which a script on another slot cannot read, hence
-//! the deadline travelling with each write instead of a lookup. A session
-//! belongs to the token that added it or last resumed it; its drop, status
-//! and end from any other token are refused (`NOTOWNER`,
+//! that the last renewal returned, and is refused (`FENCED`,
+//! [`ClusterError::Fenced`]) once Redis's clock has passed that deadline: a
+//! node paused past its lease has every late write refused, atomically
+//! with the write. The registry is one slot, which a script on another
+//! slot cannot read, hence the deadline travelling with each write instead
+//! of a lookup. So a token that its node id has replaced can still write
+//! until its own deadline (one lease at most); and in a Redis Cluster the
+//! deadline, set by the registry's shard's clock, is checked by the clock
+//! of the write's shard, so whoever declares a node dead must wait out the
+//! skew between them.
+//!
+//! A session belongs to the token that added it or last resumed it; its
+//! drop, status and end from any other token are refused (`NOTOWNER`,
 //! [`ClusterError::NotOwner`]), so a node that lost a session to another
-//! cannot act for it.
+//! cannot act for it. The channel side does not check owners: it knows
+//! sessions, not nodes.
 //!
 //! # Key layout
 //!
-//! Users and channels are spread over partitions ([`keys`]): a partition is
+//! Users and channels are spread over partitions (`keys.rs`): a partition is
 //! one hash tag, and every script touches the keys of one tag only, so a
 //! single Redis and a Redis Cluster run the same scripts (the scripts'
 //! `#!lua` line makes Redis Cluster refuse anything else). `P` is the
