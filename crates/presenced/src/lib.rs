@@ -5,12 +5,14 @@
 //! `stats`, `state` (what every handler shares), `http` (the HTTP edge's
 //! error and extractors), the routes `ws`, `api`, `web` and `webhooks`,
 //! `conns` (the accept loop: connection caps and timeouts), and `server`,
-//! which wires the routes, start-up and shutdown. The README's
-//! architecture section says what each holds.
+//! which wires the routes, start-up and shutdown. `cluster` (the Redis
+//! side of the shared presence state) stands apart: nothing uses it yet.
+//! The README's architecture section says what each holds.
 
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod events;

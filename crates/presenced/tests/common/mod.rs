@@ -20,7 +20,9 @@
 //!   lock that serialises the heavy tests.
 //!
 //! Test files use it with `mod common; use common::*;`. The webhook receiver
-//! is separate (`webhook_receiver.rs`, included by the files that need it).
+//! is separate (`webhook_receiver.rs`, included by the files that need it),
+//! and so are the Redis server of the cluster tests (`redis.rs`) and their
+//! model of the shared presence rules (`presence_model.rs`).
 //! Not every test file uses every helper, nor every re-export below.
 #![allow(dead_code, unused_imports)]
 
