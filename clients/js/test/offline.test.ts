@@ -53,6 +53,27 @@ describe("the browser's offline and online events", () => {
     h.client.release();
   });
 
+  it("only the pong of the check's own ping answers it, not a frame or pong already on its way", () => {
+    const win = new FakeEventSource();
+    const h = setup({ window: win, random: () => 0.99 });
+    h.ws.welcome({ heartbeat_ms: 20_000 });
+    // A heartbeat ping goes out and its pong is still on its way.
+    const before = h.ws.frames("ping").length;
+    vi.advanceTimersByTime(20_000);
+    expect(h.ws.frames("ping").length).toBe(before + 1);
+    win.dispatch("offline");
+    win.dispatch("online");
+    expect(h.ws.frames("ping").length).toBe(before + 2);
+    // What was in flight arrives: it does not count as the check's answer.
+    h.ws.receive({ t: "presence", users: { bob: { status: "online" } } });
+    h.ws.receive({ t: "pong" });
+    expect(h.client.state).toBe("reconnecting");
+    vi.advanceTimersByTime(3_000);
+    expect(h.sockets[0]!.closedByClient).not.toBeNull();
+    expect(h.sockets).toHaveLength(2);
+    h.client.release();
+  });
+
   it("online without offline checks the socket too, and stays connected while it does", () => {
     const win = new FakeEventSource();
     const h = setup({ window: win });

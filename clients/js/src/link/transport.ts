@@ -83,6 +83,11 @@ export class Transport implements Link {
   private waitingForOnline = false;
   /** A `ping` is out to check the socket after the browser came back online. */
   private checking = false;
+  /** Pings written to this socket, and pongs read from it (answered in order). */
+  private pingsSent = 0;
+  private pongsSeen = 0;
+  /** The check is answered by the pong of the `pingsSent`-th ping. */
+  private checkPing = 0;
   private readonly retryTimer: Timer;
   private readonly connectTimer: Timer;
   private readonly pingTimer: Timer;
@@ -155,6 +160,7 @@ export class Transport implements Link {
     if (!this.connected || !ws) return false;
     try {
       ws.send(JSON.stringify(frame));
+      if (frame.t === "ping") this.pingsSent++;
       return true;
     } catch {
       // A socket that cannot send is dead. Dropping it from a microtask lets
@@ -241,8 +247,11 @@ export class Transport implements Link {
     }
     if (!frame || typeof frame !== "object" || typeof frame.t !== "string") return;
     this.lastFrameAt = this.options.clock.now();
-    if (this.connected && this.checking) {
-      // The socket answered after the browser came back online.
+    if (frame.t === "pong") this.pongsSeen++;
+    if (this.connected && this.checking && frame.t === "pong" && this.pongsSeen >= this.checkPing) {
+      // The socket answered the check's own ping after the browser came back
+      // online (a frame, or the pong of an earlier ping, that was already on
+      // its way says nothing about the socket now).
       this.checking = false;
       this.checkTimer.cancel();
       if (!this.offlineValue) this.setState("connected");
@@ -331,6 +340,8 @@ export class Transport implements Link {
   private closeSocket(code: number, reason: string): void {
     this.connected = false;
     this.checking = false;
+    this.pingsSent = 0;
+    this.pongsSeen = 0;
     this.connectTimer.cancel();
     this.pingTimer.cancel();
     this.watchdogTimer.cancel();
@@ -406,6 +417,7 @@ export class Transport implements Link {
   private check(): void {
     const ws = this.ws;
     if (!this.send({ t: "ping" })) return;
+    this.checkPing = this.pingsSent;
     this.checking = true;
     this.checkTimer.start(ONLINE_CHECK_MS, () => {
       if (this.ws !== ws || !this.checking) return;

@@ -55,6 +55,11 @@ export class Transport {
         this.waitingForOnline = false;
         /** A `ping` is out to check the socket after the browser came back online. */
         this.checking = false;
+        /** Pings written to this socket, and pongs read from it (answered in order). */
+        this.pingsSent = 0;
+        this.pongsSeen = 0;
+        /** The check is answered by the pong of the `pingsSent`-th ping. */
+        this.checkPing = 0;
         this.unlisten = [];
         const { clock } = options;
         this.retryTimer = new Timer(clock);
@@ -117,6 +122,8 @@ export class Transport {
             return false;
         try {
             ws.send(JSON.stringify(frame));
+            if (frame.t === "ping")
+                this.pingsSent++;
             return true;
         }
         catch {
@@ -206,8 +213,12 @@ export class Transport {
         if (!frame || typeof frame !== "object" || typeof frame.t !== "string")
             return;
         this.lastFrameAt = this.options.clock.now();
-        if (this.connected && this.checking) {
-            // The socket answered after the browser came back online.
+        if (frame.t === "pong")
+            this.pongsSeen++;
+        if (this.connected && this.checking && frame.t === "pong" && this.pongsSeen >= this.checkPing) {
+            // The socket answered the check's own ping after the browser came back
+            // online (a frame, or the pong of an earlier ping, that was already on
+            // its way says nothing about the socket now).
             this.checking = false;
             this.checkTimer.cancel();
             if (!this.offlineValue)
@@ -299,6 +310,8 @@ export class Transport {
     closeSocket(code, reason) {
         this.connected = false;
         this.checking = false;
+        this.pingsSent = 0;
+        this.pongsSeen = 0;
         this.connectTimer.cancel();
         this.pingTimer.cancel();
         this.watchdogTimer.cancel();
@@ -379,6 +392,7 @@ export class Transport {
         const ws = this.ws;
         if (!this.send({ t: "ping" }))
             return;
+        this.checkPing = this.pingsSent;
         this.checking = true;
         this.checkTimer.start(ONLINE_CHECK_MS, () => {
             if (this.ws !== ws || !this.checking)
