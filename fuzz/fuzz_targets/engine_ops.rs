@@ -597,6 +597,14 @@ impl Harness {
         }
     }
 
+    /// Past the grace of every connection detached now, and the coalescing
+    /// windows and occupancy throttles that its end opens.
+    fn pass_grace(&mut self) {
+        for _ in 0..3 {
+            self.advance(GRACE * 6 / 10);
+        }
+    }
+
     /// Every connection goes, grace passes: nobody is left anywhere.
     fn finish(&mut self) {
         // Observers from a user nobody else is: one per channel (a
@@ -616,9 +624,7 @@ impl Harness {
                 self.disconnect(s);
             }
         }
-        for _ in 0..(GRACE / 100 + 5) {
-            self.advance(100);
-        }
+        self.pass_grace();
         if self.d.eng.member_count() != 0 {
             fail(format!("{} members after grace", self.d.eng.member_count()));
         }
@@ -654,9 +660,7 @@ impl Harness {
                 self.disconnect(s);
             }
         }
-        for _ in 0..(GRACE / 100 + 5) {
-            self.advance(100);
-        }
+        self.pass_grace();
         let e = &self.d.eng;
         let counts = (
             e.connection_count(),
