@@ -25,10 +25,17 @@ fuzz_target!(|bytes: &[u8]| {
             | ClientFrame::Update { channel, .. }
             | ClientFrame::Leave { channel }
             | ClientFrame::Publish { channel, .. } => {
-                assert!(valid_channel_name(channel), "channel {channel:?} let through");
+                assert!(
+                    valid_channel_name(channel),
+                    "channel {channel:?} let through"
+                );
             }
             ClientFrame::Watch { users } | ClientFrame::Unwatch { users } => {
-                assert!(users.len() <= MAX_WATCH_PER_REQUEST, "{} users", users.len());
+                assert!(
+                    users.len() <= MAX_WATCH_PER_REQUEST,
+                    "{} users",
+                    users.len()
+                );
                 for u in users {
                     assert!(!u.is_empty() && u.len() <= MAX_USER_ID_BYTES, "user {u:?}");
                 }
@@ -37,7 +44,10 @@ fuzz_target!(|bytes: &[u8]| {
         },
         Err(e) => {
             let m = e.error.message;
-            assert!(!m.contains(" at line ") && !m.contains("column"), "message {m:?}");
+            assert!(
+                !m.contains(" at line ") && !m.contains("column"),
+                "message {m:?}"
+            );
             if let Some(id) = e.id {
                 // The id came from the frame: it is in the text.
                 assert!(text.contains(&id.to_string()), "id {id} not in {text:?}");

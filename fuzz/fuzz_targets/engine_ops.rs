@@ -73,27 +73,79 @@ fn config() -> EngineConfig {
 #[derive(Debug)]
 enum Op {
     /// `who` 3 is a guest; `claims` picks the token's `info` and `channels`.
-    Hello { who: u8, claims: u8 },
-    Subscribe { conn: u8, ch: u8, occupancy: bool },
-    Unsubscribe { conn: u8, ch: u8 },
-    Enter { conn: u8, ch: u8, data: Option<u8>, subscribe: bool },
-    Update { conn: u8, ch: u8, data: u8 },
-    Leave { conn: u8, ch: u8 },
-    Status { conn: u8, away: bool },
-    Watch { conn: u8, users: u8 },
-    Unwatch { conn: u8, users: u8 },
-    Publish { conn: u8, ch: u8 },
-    Refresh { conn: u8, claims: u8, other_user: bool },
-    Disconnect { conn: u8 },
+    Hello {
+        who: u8,
+        claims: u8,
+    },
+    Subscribe {
+        conn: u8,
+        ch: u8,
+        occupancy: bool,
+    },
+    Unsubscribe {
+        conn: u8,
+        ch: u8,
+    },
+    Enter {
+        conn: u8,
+        ch: u8,
+        data: Option<u8>,
+        subscribe: bool,
+    },
+    Update {
+        conn: u8,
+        ch: u8,
+        data: u8,
+    },
+    Leave {
+        conn: u8,
+        ch: u8,
+    },
+    Status {
+        conn: u8,
+        away: bool,
+    },
+    Watch {
+        conn: u8,
+        users: u8,
+    },
+    Unwatch {
+        conn: u8,
+        users: u8,
+    },
+    Publish {
+        conn: u8,
+        ch: u8,
+    },
+    Refresh {
+        conn: u8,
+        claims: u8,
+        other_user: bool,
+    },
+    Disconnect {
+        conn: u8,
+    },
     /// Resumes the session of any connection ever seen, as its user or
     /// (with `as_other`) as somebody else.
-    Resume { conn: u8, as_other: bool },
-    Bye { conn: u8 },
-    Kick { user: u8 },
+    Resume {
+        conn: u8,
+        as_other: bool,
+    },
+    Bye {
+        conn: u8,
+    },
+    Kick {
+        user: u8,
+    },
     /// Advances the clock by `ms` × 10 milliseconds.
-    Advance { ms: u8 },
+    Advance {
+        ms: u8,
+    },
     /// Any client text, through the frame parser.
-    Raw { conn: u8, text: String },
+    Raw {
+        conn: u8,
+        text: String,
+    },
 }
 
 fn op(u: &mut Unstructured) -> Result<Op> {
@@ -160,9 +212,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
         14 => Op::Kick {
             user: u.arbitrary()?,
         },
-        15 => Op::Advance {
-            ms: u.arbitrary()?,
-        },
+        15 => Op::Advance { ms: u.arbitrary()? },
         _ => {
             let conn = u.arbitrary()?;
             let len = u.int_in_range(0u8..=120)? as usize;
@@ -196,7 +246,11 @@ fn identity(user: Option<&str>, claims: u8) -> Identity {
     let channels = match (claims >> 1) % 3 {
         0 => None,
         1 => Some(vec!["pub:*".to_owned()]),
-        _ => Some(vec!["room:*".to_owned(), "cap:*".to_owned(), "pub:a".to_owned()]),
+        _ => Some(vec![
+            "room:*".to_owned(),
+            "cap:*".to_owned(),
+            "pub:a".to_owned(),
+        ]),
     };
     Identity {
         user: Some(user.to_owned()),
@@ -317,7 +371,10 @@ impl Harness {
                 }
             }
             PresenceEvent::MemberUpdated { user, channel, .. } => {
-                if !self.joined.contains(&(user.to_string(), channel.to_string())) {
+                if !self
+                    .joined
+                    .contains(&(user.to_string(), channel.to_string()))
+                {
                     fail(format!("{ev:?} of a non-member"));
                 }
             }
@@ -370,7 +427,9 @@ impl Harness {
             let want = if res.is_ok() { "ok" } else { "error" };
             match last {
                 Some(f) if f["t"] == want && f["id"] == id => {}
-                other => fail(format!("{text}: reply should be {want} {id}, got {other:?}")),
+                other => fail(format!(
+                    "{text}: reply should be {want} {id}, got {other:?}"
+                )),
             }
         }
         self.d.absorb(fx);
@@ -409,7 +468,10 @@ impl Harness {
                     fail(format!("resume of a held session: {a:?}"));
                 }
                 if a.replaced_live_socket != self.clients[s].live {
-                    fail(format!("resume: {a:?}, socket live {}", self.clients[s].live));
+                    fail(format!(
+                        "resume: {a:?}, socket live {}",
+                        self.clients[s].live
+                    ));
                 }
                 let c = &mut self.clients[s];
                 c.live = true;
@@ -495,7 +557,11 @@ impl Harness {
                 }
                 self.send(s, f);
             }
-            Op::Update { conn, ch: c, data: d } => {
+            Op::Update {
+                conn,
+                ch: c,
+                data: d,
+            } => {
                 let Some(s) = self.live(conn) else { return };
                 self.send(s, json!({"t": "update", "channel": ch(c), "data": data(d)}));
             }
@@ -518,7 +584,10 @@ impl Harness {
             }
             Op::Publish { conn, ch: c } => {
                 let Some(s) = self.live(conn) else { return };
-                self.send(s, json!({"t": "publish", "channel": ch(c), "data": {"hi": c}}));
+                self.send(
+                    s,
+                    json!({"t": "publish", "channel": ch(c), "data": {"hi": c}}),
+                );
             }
             Op::Refresh {
                 conn,
@@ -569,7 +638,10 @@ impl Harness {
                 let Some(s) = self.live(conn) else { return };
                 self.send(s, json!({"t": "bye"}));
                 if !self.clients[s].gone {
-                    fail(format!("bye of conn {} did not close it", self.clients[s].id));
+                    fail(format!(
+                        "bye of conn {} did not close it",
+                        self.clients[s].id
+                    ));
                 }
             }
             Op::Kick { user } => {
@@ -669,7 +741,9 @@ impl Harness {
             e.member_count(),
         );
         if counts != (0, 0, 0, 0) {
-            fail(format!("left at the end (conns, users, channels, members): {counts:?}"));
+            fail(format!(
+                "left at the end (conns, users, channels, members): {counts:?}"
+            ));
         }
         if let Some(t) = e.next_deadline() {
             fail(format!("a timer left at the end: {t}"));
@@ -704,7 +778,11 @@ fn check_guest_frame(f: &Value) {
         }
     };
     match f["t"].as_str() {
-        Some("sync") => f["members"].as_array().into_iter().flatten().for_each(member),
+        Some("sync") => f["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .for_each(member),
         Some("join") | Some("update") => member(&f["member"]),
         Some("diff") => {
             for k in ["joins", "updates"] {
@@ -713,7 +791,9 @@ fn check_guest_frame(f: &Value) {
         }
         Some("presence") => {
             for p in f["users"].as_object().into_iter().flat_map(|u| u.values()) {
-                if p.as_object().is_none_or(|p| p.keys().any(|k| k != "status")) {
+                if p.as_object()
+                    .is_none_or(|p| p.keys().any(|k| k != "status"))
+                {
                     fail(format!("a guest sees presence {p}"));
                 }
             }
