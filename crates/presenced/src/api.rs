@@ -19,7 +19,9 @@
 //!   `disconnected: 0` when the user has no connection (or was never seen);
 //! - channels exist implicitly, so a valid but unused channel name reads as
 //!   zero occupancy and no members, never 404;
-//! - cursors are opaque strings (base64url); `limit` is 1–1,000, default 100;
+//! - cursors are opaque strings (base64url without padding; any string of
+//!   that form is a position, others are 400); `limit` is 1–1,000, default
+//!   100; an empty `limit`, `cursor` or `status` is the same as none;
 //! - the OpenAPI document is under `/v1/` and so needs the key too.
 
 use std::collections::BTreeMap;
@@ -115,21 +117,35 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-/// Cursors are the last key of the previous page, base64url-encoded so that
-/// clients treat them as opaque and can put them in a URL as they are.
+/// Cursors are the last key of the previous page, base64url-encoded
+/// without padding so that clients treat them as opaque and can put them in
+/// a URL as they are.
 fn encode_cursor(key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+    CURSOR.encode(key)
 }
 
+/// base64url, no padding; the unused low bits of the last character may be
+/// anything, so that every string of the form the OpenAPI document gives
+/// (`^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$`: no length of 1 modulo 4)
+/// decodes.
+const CURSOR: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The key a page starts after. A cursor this server made decodes to that
+/// key; any other string of the documented form is a position too (bytes
+/// that are not UTF-8 read as the lossy text), and one outside it is 400.
 fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
     match cursor.filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+        Some(c) => CURSOR
             .decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("invalid cursor")),
+            .map(|b| Some(String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|_| ApiError::bad_request("invalid cursor")),
     }
 }
 
@@ -229,8 +245,24 @@ impl From<UserDetail> for UserOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsersQueryBody {
     /// 1–1,000 user ids, each 1–200 bytes.
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(schema_with = user_ids_schema)]
     pub users: Vec<String>,
+}
+
+/// The schema of [`UsersQueryBody::users`]: the limits of the list and of
+/// each id, as [`query_users`] checks them.
+fn user_ids_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let id = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_USER_ID_BYTES));
+    ArrayBuilder::new()
+        .items(id)
+        .min_items(Some(1))
+        .max_items(Some(MAX_QUERY_USERS))
+        .description(Some("1–1,000 user ids, each 1–200 bytes."))
+        .build()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -301,29 +333,49 @@ pub struct MessageOut {
     pub delivered: usize,
 }
 
+/// The schema of the `limit` query parameter: an integer from 1 to 1,000,
+/// or empty for the default, as [`parse_limit`] reads it.
+pub struct PageLimit;
+
+impl utoipa::PartialSchema for PageLimit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        let number = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT as f64));
+        let empty = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(0));
+        AnyOfBuilder::new().item(number).item(empty).into()
+    }
+}
+
+impl ToSchema for PageLimit {}
+
 /// Paging parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size, 1–1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    /// Page size, 1–1000 (absent or empty: 100).
+    #[param(value_type = Option<PageLimit>, inline)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    #[param(pattern = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsersListQuery {
-    /// `online` or `away`; absent means both.
-    #[param(value_type = Option<String>, pattern = "^(online|away)$")]
+    /// `online` or `away`; absent or empty means both.
+    #[param(value_type = Option<String>, pattern = "^(online|away)?$")]
     pub status: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    /// Page size, 1–1000 (absent or empty: 100).
+    #[param(value_type = Option<PageLimit>, inline)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    #[param(pattern = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
 }
 
@@ -333,11 +385,11 @@ pub struct ChannelsListQuery {
     /// Only channels whose name starts with this (at most 200 bytes).
     #[param(max_length = 200)]
     pub prefix: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    /// Page size, 1–1000 (absent or empty: 100).
+    #[param(value_type = Option<PageLimit>, inline)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    #[param(pattern = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
 }
 
@@ -728,6 +780,16 @@ mod tests {
         }
         assert_eq!(decode_cursor(Some("")).unwrap(), None);
         assert!(decode_cursor(Some("!!")).is_err());
+        // Any string of the documented form is a position: lengths 2 and 3
+        // modulo 4, whatever the last character's unused bits, bytes that
+        // are not UTF-8.
+        for c in ["86", "CGXCe0X", "_-_-", "AB", "AAB", "__8"] {
+            assert!(decode_cursor(Some(c)).unwrap().is_some(), "{c}");
+        }
+        // Lengths of 1 modulo 4 are not base64.
+        for c in ["y", "ABCDE"] {
+            assert!(decode_cursor(Some(c)).is_err(), "{c}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
@@ -111,14 +112,15 @@ impl ApiError {
     }
 }
 
+/// A body that is JSON, but not what the route takes.
+const BODY_SHAPE: &str =
+    "request body does not have the fields and types this route takes (see /v1/openapi.json)";
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let what = match &r {
             JsonRejection::JsonSyntaxError(_) => "request body is not valid JSON",
-            JsonRejection::JsonDataError(_) => {
-                "request body does not have the fields and types this route takes \
-                 (see /v1/openapi.json)"
-            }
+            JsonRejection::JsonDataError(_) => BODY_SHAPE,
             _ => "request body could not be read",
         };
         Self::from_rejection(r.status(), what, r.body_text())
@@ -222,7 +224,8 @@ fn key_matches(given: &[u8], expected: &[u8]) -> bool {
     !expected.is_empty() && bool::from(given.ct_eq(expected))
 }
 
-/// `axum::Json` whose rejections are [`ApiError`]s.
+/// `axum::Json` whose rejections are [`ApiError`]s, for a body that is a
+/// JSON object (every body of this API is one).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -230,8 +233,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(v))
+        // The content type and the syntax first, as axum checks them. Then
+        // an object only: serde would also read a struct from an array of
+        // its fields' values (`[["alice"]]` for `{"users": ["alice"]}`).
+        let Json(raw) = Json::<Box<RawValue>>::from_request(req, state).await?;
+        if !raw.get().starts_with('{') {
+            return Err(ApiError::bad_request("request body must be a JSON object"));
+        }
+        serde_json::from_str(raw.get()).map(ApiJson).map_err(|e| {
+            tracing::debug!(error = %e, "request refused");
+            ApiError::bad_request(BODY_SHAPE)
+        })
     }
 }
 

@@ -50,6 +50,17 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// first). Authenticated by the token in `hello`, not by the API key.
 #[utoipa::path(
     get, path = "/v1/ws", tag = "websocket", security(()),
+    // What the upgrade needs (RFC 6455 §4.1), as the server checks it:
+    // header names and `websocket` in any case.
+    params(
+        ("Connection" = String, Header, pattern = "^.*[Uu][Pp][Gg][Rr][Aa][Dd][Ee].*$",
+            description = "Holds `upgrade`"),
+        ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$",
+            description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header,
+            description = "The client's nonce: base64 of 16 random bytes"),
+    ),
     responses(
         (status = 101, description = "Switching protocols to WebSocket"),
         (status = 400, description = "Not a WebSocket upgrade request"),
@@ -301,7 +312,10 @@ mod tests {
         let channel = param("/v1/channels/{channel}/members", "get", "channel");
         assert_eq!(channel["pattern"], "^[A-Za-z0-9_:.@/=-]{1,200}$");
         let cursor = param("/v1/users", "get", "cursor");
-        assert_eq!(cursor["pattern"], "^[A-Za-z0-9_-]*$");
+        assert_eq!(
+            cursor["pattern"],
+            "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
+        );
         let users = &doc["components"]["schemas"]["UsersQueryBody"]["properties"]["users"];
         assert_eq!(
             (&users["minItems"], &users["maxItems"]),

@@ -20,6 +20,17 @@ use crate::http::{ApiKey, ErrorBody};
 use crate::state::AppState;
 use crate::stats::{STATS_INTERVAL, Sample};
 
+/// One event of the `/v1/events` stream, as a client of Server-Sent Events
+/// reads it (the document only; the stream is written by axum's `Event`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SseEventOut {
+    /// `ready`, `presence` or `lagged`.
+    #[schema(pattern = "^(ready|presence|lagged)$")]
+    pub event: String,
+    /// JSON text: `{}`, the presence event, or `{"missed": n}`.
+    pub data: String,
+}
+
 /// `GET /v1/events`: Server-Sent Events. First `ready`, then one `presence`
 /// event per change (data: [`crate::events::feed_json`]); a subscriber that fell behind
 /// gets `lagged` (`{"missed": n}`) and the stream goes on. Comments keep the
@@ -29,7 +40,8 @@ use crate::stats::{STATS_INTERVAL, Sample};
     responses(
         (status = 200, description = "Server-Sent Events: `ready`, then `presence` (data: an event like a webhook's, \
             `type` one of user.online, user.away, user.offline, member.joined, member.updated, member.left) \
-            and `lagged` (`{\"missed\": n}`) when this subscriber fell behind", content_type = "text/event-stream", body = String),
+            and `lagged` (`{\"missed\": n}`) when this subscriber fell behind; the schema is that of one event",
+            content_type = "text/event-stream", body = SseEventOut),
         (status = 401, description = "No API key", body = ErrorBody),
         (status = 403, description = "Wrong API key", body = ErrorBody),
     ),

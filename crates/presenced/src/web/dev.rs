@@ -43,9 +43,12 @@ impl FromRequestParts<AppState> for DevTokensEnabled {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DevTokenBody {
     /// The token's `sub`: 1–200 bytes of `[A-Za-z0-9_.@:+=-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.@:+=-]{1,200}$")]
     pub user: String,
-    /// Display name, put in the token's `info` (default: the user id).
+    /// Display name, put in the token's `info` (default: the user id; so
+    /// is a blank one): at most 64 characters, no control character.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub name: Option<String>,
 }
 
@@ -78,6 +81,8 @@ pub fn valid_dev_user(user: &str) -> bool {
         (status = 200, description = "A token valid for an hour", body = DevTokenOut),
         (status = 400, description = "Invalid user id or name", body = ErrorBody),
         (status = 404, description = "The server does not run with `--dev-tokens`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 503, description = "The server has no HMAC secret", body = ErrorBody),
     ),
 )]
@@ -91,17 +96,20 @@ pub async fn dev_token(
             "user must be 1–200 bytes of [A-Za-z0-9_.@:+=-]",
         ));
     }
-    let name = match body.name.as_deref().map(str::trim) {
-        None | Some("") => body.user.clone(),
-        Some(n) if n.chars().count() > MAX_DEV_NAME_CHARS => {
-            return Err(ApiError::bad_request("name is longer than 64 characters"));
-        }
-        Some(n) if n.chars().any(char::is_control) => {
-            return Err(ApiError::bad_request(
-                "name must not contain control characters",
-            ));
-        }
-        Some(n) => n.to_owned(),
+    // The name as given is checked (as the document states it), the
+    // trimmed one used.
+    let name = body.name.as_deref().unwrap_or_default();
+    if name.chars().count() > MAX_DEV_NAME_CHARS {
+        return Err(ApiError::bad_request("name is longer than 64 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must not contain control characters",
+        ));
+    }
+    let name = match name.trim() {
+        "" => body.user.clone(),
+        n => n.to_owned(),
     };
     let Some(secret) = state.settings.jwt_secret.as_ref().map(Secret::expose) else {
         return Err(ApiError::unavailable(

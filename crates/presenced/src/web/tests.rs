@@ -171,6 +171,61 @@ async fn dev_tokens_only_when_enabled() {
     }
 }
 
+/// The document states what the route takes: the user id's alphabet, the
+/// name as given (at most 64 characters, no control character, even at
+/// the ends where it is trimmed), and the 413 and 415 of any JSON body.
+#[tokio::test]
+async fn dev_token_takes_what_the_document_says() {
+    let (_, doc) = routes().split_for_parts();
+    let doc: Value = serde_json::from_str(&doc.to_json().unwrap()).unwrap();
+    let body = &doc["components"]["schemas"]["DevTokenBody"]["properties"];
+    assert_eq!(body["user"]["pattern"], "^[A-Za-z0-9_.@:+=-]{1,200}$");
+    assert_eq!(body["name"]["maxLength"], 64, "{body}");
+    assert_eq!(
+        body["name"]["pattern"],
+        "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    );
+    let responses = &doc["paths"]["/v1/dev/token"]["post"]["responses"];
+    for status in ["200", "400", "404", "413", "415", "503"] {
+        assert!(responses.get(status).is_some(), "{status} not documented");
+    }
+
+    let on = start(true).await;
+    let c = http();
+    let post = |body: Value| {
+        c.post(format!("{}/v1/dev/token", on.base))
+            .json(&body)
+            .send()
+    };
+    let spaced = format!("  {}", "n".repeat(64));
+    for bad in [json!("\tBob"), json!("Bob\n"), json!(spaced)] {
+        let res = post(json!({"user": "ok", "name": bad})).await.unwrap();
+        assert_eq!(res.status(), 400, "name {bad}");
+    }
+    let res = post(json!({"user": "ok", "name": format!(" {} ", "n".repeat(62))}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "64 characters with the spaces");
+    let out: DevTokenOut = res.json().await.unwrap();
+    let claims = on.state.verifier.verify(&out.token).unwrap();
+    assert_eq!(
+        claims.info.as_ref().unwrap()["name"],
+        "n".repeat(62),
+        "trimmed"
+    );
+    let res = post(json!({"user": "ok", "name": "   "})).await.unwrap();
+    let out: DevTokenOut = res.json().await.unwrap();
+    let claims = on.state.verifier.verify(&out.token).unwrap();
+    assert_eq!(claims.info.as_ref().unwrap()["name"], "ok", "a blank name");
+    let res = c
+        .post(format!("{}/v1/dev/token", on.base))
+        .body(r#"{"user": "ok"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415, "no content type");
+}
+
 #[tokio::test]
 async fn events_and_stats_need_the_key() {
     let s = start(false).await;
