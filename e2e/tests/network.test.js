@@ -311,7 +311,10 @@ test("tokens shorter than the refresh lead, and a page clock 100 s off: no refre
   // 9 s tokens against the SDK's default 30 s lead, each page with its own
   // token endpoint count; two pages' clocks are 100 s off (Date.now).
   const TTL = 9;
-  const WINDOW_MS = 20000;
+  // Refreshes come every ~5 s: a window half-way between two of them (not
+  // at the fourth, where its token call may be counted and its frame not
+  // yet) sees three whole refreshes.
+  const WINDOW_MS = 17500;
   await withSetup({}, async ({ server, browser, pages }) => {
     const people = [];
     for (const [name, skew] of [["Bob", 0], ["Carol", 100000], ["Dave", -100000]]) {
