@@ -10,6 +10,7 @@
 #[path = "common/presence_model.rs"]
 mod presence_model;
 #[path = "common/redis.rs"]
+#[macro_use]
 #[allow(dead_code)]
 mod redis_server;
 
@@ -62,21 +63,6 @@ async fn node(redis: &RedisServer, id: &str) -> RedisPresence {
     let p = RedisPresence::connect(&o).await.unwrap();
     p.register().await.unwrap();
     p
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn single() {
-                super::$name(super::RedisServer::start()).await
-            }
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(super::RedisServer::start_cluster()).await
-            }
-        }
-    };
 }
 
 on_both!(random_sequences_match_the_model);

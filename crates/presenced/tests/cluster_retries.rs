@@ -6,6 +6,7 @@
 //! Redis (`::single`) and on a one-node Redis Cluster (`::cluster`).
 
 #[path = "common/redis.rs"]
+#[macro_use]
 #[allow(dead_code)]
 mod redis_server;
 
@@ -15,21 +16,6 @@ use presenced::cluster::{ClusterError, Entered, Lease, Options, RedisPresence};
 use presenced_engine::Reason;
 use redis_server::{Listener, RedisServer, snapshot};
 use serde_json::{Map, json};
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn single() {
-                super::$name(super::RedisServer::start()).await
-            }
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(super::RedisServer::start_cluster()).await
-            }
-        }
-    };
-}
 
 fn options(redis: &RedisServer, id: &str) -> Options {
     let mut o = Options::new(&redis.url(), id);

@@ -5,6 +5,7 @@
 //! where Redis refuses a script that strays out of its slot.
 
 #[path = "common/redis.rs"]
+#[macro_use]
 #[allow(dead_code)]
 mod redis_server;
 
@@ -14,22 +15,6 @@ use presenced::cluster::{
 use presenced_engine::{Reason, UserStatus};
 use redis_server::{Listener, RedisServer, snapshot, stream};
 use serde_json::{Map, Value, json};
-
-/// Runs `$name(RedisServer)` on a plain Redis and on a one-node cluster.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn single() {
-                super::$name(super::RedisServer::start()).await
-            }
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(super::RedisServer::start_cluster()).await
-            }
-        }
-    };
-}
 
 /// A registered node. Two partitions: users (and channels) share them, so
 /// a script that mixed up two users' keys would show.

@@ -9,7 +9,25 @@
 //! channels).
 //!
 //! There is no skipping: without `redis-server` on PATH the tests fail and
-//! say how to install it (`.ci/run` installs Debian's package).
+//! say how to install it (`./scripts/test` installs Debian's package).
+
+/// Runs the test `$name(RedisServer)` twice: on a plain Redis and on a
+/// one-node cluster (the file must `use` [`RedisServer`]).
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn single() {
+                super::$name(super::RedisServer::start()).await
+            }
+            #[tokio::test]
+            async fn cluster() {
+                super::$name(super::RedisServer::start_cluster()).await
+            }
+        }
+    };
+}
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
