@@ -5,7 +5,7 @@
 //! file the test rewrites and leaves the monotonic clock alone.
 //!
 //! These tests need the library: without it they fail, saying how to
-//! install it (`.ci/run` installs it).
+//! install it (`./scripts/test` installs it).
 
 mod common;
 #[path = "common/webhook_receiver.rs"]

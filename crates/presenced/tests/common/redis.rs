@@ -89,7 +89,7 @@ impl RedisServer {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                     "redis-server is not on PATH: these tests need a real Redis \
-                     (Debian: apt-get install redis-server; .ci/run installs it)"
+                     (Debian: apt-get install redis-server; ./scripts/test installs it)"
                 ),
                 Err(e) => panic!("cannot start redis-server: {e}"),
             };
