@@ -43,7 +43,7 @@ impl FakeClock {
             .unwrap_or_else(|| {
                 panic!(
                     "libfaketime is not installed (looked for {LIBFAKETIME:?}): \
-                     install it with `apt-get install libfaketime` (.ci/run does), \
+                     install it with `apt-get install libfaketime` (./scripts/test does), \
                      or name the library in PRESENCED_TEST_LIBFAKETIME"
                 )
             });
